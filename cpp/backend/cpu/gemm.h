@@ -1,0 +1,31 @@
+// CPU SGEMM dispatch: OpenBLAS (loaded at run time with dlopen) when present,
+// otherwise the built-in packed, register-tiled kernel (AVX-512 / AVX2 / scalar
+// chosen at run time). Row-major; semantics as Backend::gemm.
+#pragma once
+#include <string>
+
+namespace bl::cpu {
+
+void sgemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda,
+           const float* B, int ldb, float beta, float* C, int ldc);
+
+// The built-in kernel alone (benchmarks and tests compare it with BLAS).
+void sgemm_builtin(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda,
+                   const float* B, int ldb, float beta, float* C, int ldc);
+
+// Straightforward triple loop with float64 accumulation: the test reference.
+void sgemm_reference(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda,
+                     const float* B, int ldb, float beta, float* C, int ldc);
+
+struct GemmInfo {
+  std::string blas;        // "openblas 0.3.21 (path)" or "builtin"
+  std::string simd;        // "avx512", "avx2", "scalar"
+  std::string coretype;    // OPENBLAS_CORETYPE in effect ("" when unset)
+  int threads = 1;
+};
+GemmInfo gemm_info();
+
+// Force a GEMM implementation: "auto" (BLAS if loaded), "builtin", "blas".
+void set_gemm_impl(const std::string& impl);
+
+}  // namespace bl::cpu

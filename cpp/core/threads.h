@@ -1,0 +1,18 @@
+// A small persistent thread pool for CPU kernels. parallel_for splits [0, n)
+// into contiguous chunks of at least `grain` items. Safe to call from several
+// threads at once (e.g. two models training concurrently): a caller that finds
+// the pool busy, or that is itself a pool worker, runs its loop inline.
+#pragma once
+#include <cstddef>
+#include <functional>
+
+namespace bl {
+
+// Number of threads kernels use (BAYESLORA_THREADS, else hardware concurrency).
+int num_threads();
+// Change the pool size (>= 1). Not to be called while kernels run.
+void set_num_threads(int n);
+
+void parallel_for(size_t n, size_t grain, const std::function<void(size_t, size_t)>& fn);
+
+}  // namespace bl

@@ -1,0 +1,15 @@
+// Addon entry point: registers every binding module.
+#include <napi.h>
+
+#include "napi/modules.h"
+
+static Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  bl::napi::init_info(env, exports);
+  bl::napi::init_ops(env, exports);
+  bl::napi::init_io(env, exports);
+  bl::napi::init_model(env, exports);
+  bl::napi::init_laplace(env, exports);
+  return exports;
+}
+
+NODE_API_MODULE(bayeslora, Init)

@@ -1,0 +1,11 @@
+// Each binding file registers its functions/classes on the addon's exports.
+#pragma once
+#include <napi.h>
+
+namespace bl::napi {
+void init_info(Napi::Env env, Napi::Object exports);     // napi/info.cc
+void init_ops(Napi::Env env, Napi::Object exports);      // napi/ops.cc (kernel-level surface)
+void init_io(Napi::Env env, Napi::Object exports);       // napi/io.cc (safetensors, config)
+void init_model(Napi::Env env, Napi::Object exports);    // napi/model.cc
+void init_laplace(Napi::Env env, Napi::Object exports);  // napi/laplace.cc
+}  // namespace bl::napi

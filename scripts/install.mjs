@@ -1,0 +1,28 @@
+// npm "install" hook: use a prebuilt binary when one matches this platform,
+// otherwise compile with cmake-js; fall back to node-gyp (CPU only) when
+// cmake is missing. Never fails the install silently: prints what it did.
+import { existsSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const prebuilt = path.join(root, 'prebuilds', `${process.platform}-${process.arch}`, 'bayeslora.node');
+if (process.env.BAYESLORA_SKIP_BUILD === '1') process.exit(0);
+if (existsSync(prebuilt) && process.env.BAYESLORA_FROM_SOURCE !== '1') {
+  console.log(`bayeslora: using prebuilt ${path.relative(root, prebuilt)}`);
+  process.exit(0);
+}
+function run(cmd, args) {
+  console.log(`bayeslora: ${cmd} ${args.join(' ')}`);
+  const r = spawnSync(cmd, args, { cwd: root, stdio: 'inherit', shell: false });
+  return r.status === 0;
+}
+const hasCmake = spawnSync('cmake', ['--version']).status === 0;
+const cmakeJs = path.join(root, 'node_modules', 'cmake-js', 'bin', 'cmake-js');
+if (hasCmake && existsSync(cmakeJs)) {
+  if (run(process.execPath, [cmakeJs, 'compile', '--CDCMAKE_BUILD_TYPE=Release'])) process.exit(0);
+  console.error('bayeslora: cmake-js build failed, trying node-gyp (CPU only)');
+}
+const gyp = spawnSync('npm', ['exec', '--yes', '--', 'node-gyp', 'rebuild'], { cwd: root, stdio: 'inherit' });
+process.exit(gyp.status ?? 1);

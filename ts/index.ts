@@ -1,0 +1,3 @@
+// Public API of bayeslora.
+export { BayesLoraError, type ErrorCode } from './errors.ts';
+export { info, setThreads, type BuildInfo } from './info.ts';
