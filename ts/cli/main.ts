@@ -6,6 +6,7 @@ type Command = { describe: string; load: () => Promise<{ run: (args: string[]) =
 
 const commands: Record<string, Command> = {
   info: { describe: 'print backend, BLAS, threads, SIMD and CUDA status', load: () => import('./info.ts') },
+  data: { describe: 'build the built-in tasks, or convert public QA datasets to JSONL', load: () => import('./data.ts') },
 };
 
 function usage(): string {
