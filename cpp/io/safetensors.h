@@ -58,9 +58,11 @@ class Checkpoint {
   static Checkpoint open_dir(const std::string& dir);
   const TensorEntry* find(const std::string& name) const;
   const TensorEntry& get(const std::string& name) const;
-  std::vector<std::string> names() const;
+  std::vector<std::string> names() const;  // sorted
+  const std::string& dir() const { return dir_; }
 
  private:
+  std::string dir_;
   std::vector<std::shared_ptr<SafetensorsFile>> files_;
   std::map<std::string, const TensorEntry*> by_name_;
 };
