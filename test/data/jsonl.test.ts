@@ -177,7 +177,6 @@ describe('hostile JSONL (mutation fuzz)', () => {
         bad++;
       }
     }
-    console.log(`jsonl fuzz: ${ok} accepted, ${bad} rejected`);
     // Both outcomes occur: the mutations are neither all fatal nor all harmless.
     expect(ok).toBeGreaterThan(50);
     expect(bad).toBeGreaterThan(500);

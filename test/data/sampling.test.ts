@@ -87,6 +87,23 @@ describe('batches', () => {
     expect(batchCount(10, 4, true)).toBe(2);
     expect(epochOrder(4, { shuffle: false })).toEqual([0, 1, 2, 3]);
   });
+  it('groupBy keeps keys apart, covers every item, and is deterministic', () => {
+    const xs = Array.from({ length: 23 }, (_, i) => ({ i, c: i % 3 === 0 ? 2 : 4 }));
+    const a = [...batches(xs, 4, { seed: 9, groupBy: (x) => x.c })];
+    expect(a).toEqual([...batches(xs, 4, { seed: 9, groupBy: (x) => x.c })]);
+    for (const b of a) expect(new Set(b.map((x) => x.c)).size).toBe(1);
+    expect(a.flat().map((x) => x.i).sort((p, q) => p - q)).toEqual(xs.map((x) => x.i));
+    // 8 items with c=2 -> 2 batches, 15 with c=4 -> 4 batches (one short).
+    expect(a.length).toBe(6);
+    expect(a.filter((b) => b.length < 4).length).toBe(1);
+    const dropped = [...batches(xs, 4, { seed: 9, groupBy: (x) => x.c, dropLast: true })];
+    expect(dropped.length).toBe(5);
+    expect(dropped.every((b) => b.length === 4)).toBe(true);
+    const plain = [...batches(xs, 4, { shuffle: false, groupBy: (x) => x.c })];
+    expect(plain[0].map((x) => x.i)).toEqual([0, 3, 6, 9]);
+    expect(plain[2].map((x) => x.i)).toEqual([1, 2, 4, 5]);
+    expect(() => [...batches(xs, 4, { groupBy: () => ({}) as unknown as string })]).toThrow(BayesLoraError);
+  });
   it('rejects bad arguments', () => {
     expect(() => [...batches(items, 0)]).toThrow(BayesLoraError);
     expect(() => [...batches(items, 2.5)]).toThrow(BayesLoraError);

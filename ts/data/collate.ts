@@ -16,7 +16,7 @@ import type { LmBatch, McBatch } from './batch.ts';
 import type { EncodedMc } from './format.ts';
 
 export { batches, batchCount, epochOrder, splitTrainVal } from './sampling.ts';
-export type { BatchesOptions, SplitOptions } from './sampling.ts';
+export type { BatchesOptions, GroupedBatchesOptions, SplitOptions } from './sampling.ts';
 
 /** Token ids must fit an Int32Array and the native side's int32 indices. */
 const MAX_ID = 0x7fffffff;

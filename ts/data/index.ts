@@ -21,7 +21,15 @@ export {
   type EncodedMc,
 } from './format.ts';
 export { collateMc, collateLm, chunkTokens, type CollateMcOptions, type CollateLmOptions } from './collate.ts';
-export { batches, batchCount, epochOrder, splitTrainVal, type BatchesOptions, type SplitOptions } from './sampling.ts';
+export {
+  batches,
+  batchCount,
+  epochOrder,
+  splitTrainVal,
+  type BatchesOptions,
+  type GroupedBatchesOptions,
+  type SplitOptions,
+} from './sampling.ts';
 export { Rng, deriveSeed } from './rng.ts';
 export { parseCsv, type CsvRecord } from './csv.ts';
 export {

@@ -14,6 +14,16 @@ export interface BatchesOptions {
   epoch?: number;
 }
 
+export interface GroupedBatchesOptions<T> extends BatchesOptions {
+  /**
+   * Batch only items with equal keys together (e.g. the number of choices,
+   * which must be equal within an McBatch). Each group is cut into batches in
+   * the epoch's item order, and with shuffle the batches are then shuffled
+   * across groups; without shuffle groups come in order of first appearance.
+   */
+  groupBy?: (item: T) => string | number;
+}
+
 /** The index order one epoch visits (a permutation of 0..n-1). */
 export function epochOrder(n: number, opts: BatchesOptions = {}): number[] {
   if (!Number.isInteger(n) || n < 0) throw invalid(`epochOrder: n must be a non-negative integer, got ${String(n)}`);
@@ -22,12 +32,39 @@ export function epochOrder(n: number, opts: BatchesOptions = {}): number[] {
   return order;
 }
 
-/** Yield batches of items (arrays of length batchSize, the last possibly shorter unless dropLast). */
-export function* batches<T>(items: readonly T[], batchSize: number, opts: BatchesOptions = {}): Generator<T[]> {
+/**
+ * Yield batches of items (arrays of length batchSize, the last possibly
+ * shorter unless dropLast; with groupBy, the last of each group).
+ */
+export function* batches<T>(items: readonly T[], batchSize: number, opts: GroupedBatchesOptions<T> = {}): Generator<T[]> {
   if (!Array.isArray(items)) throw invalid('batches: items must be an array');
   if (!Number.isInteger(batchSize) || batchSize < 1) throw invalid(`batches: batchSize must be a positive integer, got ${String(batchSize)}`);
   const order = epochOrder(items.length, opts);
   const dropLast = opts.dropLast ?? false;
+  if (opts.groupBy !== undefined) {
+    if (typeof opts.groupBy !== 'function') throw invalid('batches: groupBy must be a function');
+    const groups = new Map<string | number, number[]>();
+    for (const i of order) {
+      const k = opts.groupBy(items[i]);
+      if (typeof k !== 'string' && typeof k !== 'number') throw invalid('batches: groupBy must return a string or number');
+      let g = groups.get(k);
+      if (!g) groups.set(k, (g = []));
+      g.push(i);
+    }
+    const all: number[][] = [];
+    for (const g of groups.values()) {
+      for (let s = 0; s < g.length; s += batchSize) {
+        if (dropLast && g.length - s < batchSize) break;
+        all.push(g.slice(s, s + batchSize));
+      }
+    }
+    if (opts.shuffle ?? true) {
+      // A stream of its own so the batch order is independent of the item order.
+      new Rng(deriveSeed(deriveSeed(checkSeed(opts.seed ?? 0), checkSeed(opts.epoch ?? 0)), 0x6a09e667)).shuffle(all);
+    }
+    for (const b of all) yield b.map((i) => items[i]);
+    return;
+  }
   for (let s = 0; s < order.length; s += batchSize) {
     const e = Math.min(s + batchSize, order.length);
     if (dropLast && e - s < batchSize) break;
