@@ -201,6 +201,35 @@ describe('choice format', () => {
     await rejects(encodeMc(tiny, [ex3], { format: 'letter', layout: 'table' as 'lines' }), 'INVALID_ARGUMENT', /layout/);
     expect(await encodeMc(tiny, [], { format: 'choice' })).toEqual([]);
   });
+  it('long prompts (tail context) give the same rows as appending to the full prompt', async () => {
+    const sp = await Tokenizer.fromJson(sentencePieceJson(), { source: 'sp.json' });
+    const bpe = await Tokenizer.train({
+      kind: 'bpe',
+      corpus: Array.from({ length: 20 }, (_, i) => `the cat sat on the mat ${i}. Answer: True or False, yes or no?`),
+      vocabSize: 320,
+      out: path.join(dir, 'bpe-long.json'),
+    });
+    const cases: [Tokenizer, string, string[]][] = [
+      [tiny, 'the cat sat on the mat, '.repeat(20) + 'Answer:', ['yes', 'no', 'cat']],
+      [tiny, 'the   cat\n\nsat '.repeat(30) + 'Answer:', ['True', 'False']],
+      [sp, 'Answer: '.repeat(40) + 'Answer:', ['True', 'A', 'B']],
+      [sp, 'AnswerAnswer'.repeat(30), ['True', 'A']],
+      [bpe, 'the cat sat on the mat. '.repeat(15) + 'Answer:', ['True', 'False', 'yes']],
+      [bpe, 'the  cat\tsat\non  the mat. '.repeat(15) + 'Answer:', ['True', 'no']],
+    ];
+    for (const [t, prompt, choices] of cases) {
+      const [e] = await encodeMc(t, [{ prompt, choices, answer: 0 }], { format: 'choice' });
+      const ctx = await t.encode(prompt, { addSpecialTokens: false });
+      const expected: number[] = [];
+      for (const c of choices) {
+        const joint = await t.encode(prompt + ' ' + c, { addSpecialTokens: false });
+        expect(joint.slice(0, ctx.length)).toEqual(ctx);
+        expected.push(joint[ctx.length]);
+      }
+      expect(e.rows).toEqual(expected);
+      expect(e.ids).toEqual([...t.specialPrefix, ...ctx]);
+    }
+  });
   it('encodes many examples in chunks consistently', async () => {
     const exs: McExample[] = Array.from({ length: 1100 }, (_, i) => ({
       prompt: `Question ${i % 10}: is the cat on the mat`,

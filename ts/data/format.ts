@@ -151,13 +151,18 @@ export async function encodeMc(tok: Tokenizer, examples: McExample[], opts: Form
 
   for (let s = 0; s < examples.length; s += CHUNK) {
     const part = examples.slice(s, s + CHUNK);
+    const texts = part.map((ex) => ex.prompt.trimEnd());
+    const prompts = await tok.encodeBatch(texts, { addSpecialTokens: false });
+    const contexts = await answerContexts(tok, texts, prompts);
     const pairs: [string, string][] = [];
-    for (const ex of part) {
-      const p = ex.prompt.trimEnd();
-      for (const c of ex.choices) pairs.push([p, ' ' + c.trimStart()]);
-    }
-    const prompts = await tok.encodeBatch(part.map((ex) => ex.prompt.trimEnd()), { addSpecialTokens: false });
-    const conts = await continuations(tok, pairs, prompts, part.map((ex) => ex.choices.length));
+    const ctxIds: number[][] = [];
+    part.forEach((ex, k) => {
+      for (const c of ex.choices) {
+        pairs.push([contexts[k].text, ' ' + c.trimStart()]);
+        ctxIds.push(contexts[k].ids);
+      }
+    });
+    const conts = await continuations(tok, pairs, ctxIds);
     let q = 0;
     part.forEach((ex, k) => {
       const i = s + k;
@@ -192,6 +197,47 @@ export async function encodeMc(tok: Tokenizer, examples: McExample[], opts: Form
   return out;
 }
 
+/** Prompts longer than this are represented by a tail when finding answer tokens. */
+const TAIL_CHARS = 96;
+
+/**
+ * The context each choice is appended to when finding its first token.
+ * Encoding every prompt again with each choice would cost C full encodes per
+ * example; instead a long prompt is represented by a tail starting at a
+ * whitespace boundary (with, then without, the whitespace), accepted only
+ * when the tail's tokens are exactly the last tokens of the full prompt, i.e.
+ * the tokenizer treats the cut as a boundary. Otherwise the full prompt is
+ * used, so the result is the same as appending to the full prompt.
+ */
+async function answerContexts(tok: Tokenizer, texts: string[], full: number[][]): Promise<{ text: string; ids: number[] }[]> {
+  const out = texts.map((text, k) => ({ text, ids: full[k] }));
+  const cand: { k: number; text: string }[] = [];
+  texts.forEach((p, k) => {
+    if (p.length <= 2 * TAIL_CHARS) return;
+    const from = p.length - TAIL_CHARS;
+    const rel = p.slice(from).search(/\s/);
+    if (rel < 0) return;
+    const ws = from + rel;
+    let after = ws;
+    while (after < p.length && /\s/.test(p[after])) after++;
+    if (after >= p.length) return;
+    cand.push({ k, text: p.slice(ws) }, { k, text: p.slice(after) });
+  });
+  if (cand.length === 0) return out;
+  const ids = await tok.encodeBatch(cand.map((c) => c.text), { addSpecialTokens: false });
+  const done = new Set<number>();
+  cand.forEach((c, j) => {
+    if (done.has(c.k)) return;
+    const f = full[c.k];
+    const t = ids[j];
+    if (t.length === 0 || t.length >= f.length) return;
+    for (let m = 1; m <= t.length; m++) if (t[t.length - m] !== f[f.length - m]) return;
+    out[c.k] = { text: c.text, ids: t };
+    done.add(c.k);
+  });
+  return out;
+}
+
 const CHUNK = 512;
 
 interface Continuation {
@@ -201,24 +247,11 @@ interface Continuation {
 
 /**
  * Tokens that `cont` adds when it follows `ctx`: encode ctx and ctx + cont
- * (no special tokens) and take the tail. `ctxIds`/`groups` let callers pass
- * already-encoded contexts shared by consecutive pairs.
+ * (no special tokens) and take the tail. `ctxIds`, when given, are the
+ * already-encoded contexts, one per pair.
  */
-async function continuations(
-  tok: Tokenizer,
-  pairs: [string, string][],
-  ctxIds?: number[][],
-  groups?: number[],
-): Promise<Continuation[]> {
-  let ctxPerPair: number[][];
-  if (ctxIds && groups) {
-    ctxPerPair = [];
-    groups.forEach((n, g) => {
-      for (let k = 0; k < n; k++) ctxPerPair.push(ctxIds[g]);
-    });
-  } else {
-    ctxPerPair = await tok.encodeBatch(pairs.map((p) => p[0]), { addSpecialTokens: false });
-  }
+async function continuations(tok: Tokenizer, pairs: [string, string][], ctxIds?: number[][]): Promise<Continuation[]> {
+  const ctxPerPair = ctxIds ?? (await tok.encodeBatch(pairs.map((p) => p[0]), { addSpecialTokens: false }));
   const joint = await tok.encodeBatch(pairs.map((p) => p[0] + p[1]), { addSpecialTokens: false });
   return joint.map((j, i) => {
     const c = ctxPerPair[i];
