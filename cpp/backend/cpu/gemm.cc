@@ -1,18 +1,80 @@
-// TEMPORARY stub (replaced by the GEMM work): routes everything to the reference.
+// SGEMM dispatch: OpenBLAS (dlopen'd, blas_loader.h) for problems big enough
+// to amortise its call overhead, the built-in kernel (gemm_builtin.cc) for
+// tiny ones and when no BLAS is present; set_gemm_impl forces either.
 #include "backend/cpu/gemm.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+
+#include "backend/cpu/blas_loader.h"
+#include "backend/cpu/gemm_kernel.h"
+#include "core/error.h"
 #include "core/threads.h"
 
 namespace bl::cpu {
+namespace {
+
+enum class Impl { kAuto, kBuiltin, kBlas };
+std::atomic<Impl> g_impl{Impl::kAuto};
+
+// Below ~32^3 multiply-adds OpenBLAS's per-call setup (argument checks,
+// thread hand-off) outweighs the arithmetic.
+constexpr int64_t kBlasMinWork = int64_t(32) * 32 * 32;
+
+// cblas_sgemm reports (and ignores) leading dimensions below the matrix
+// width through xerbla, which prints to stderr; such calls (legal for us when
+// the matrix has a single row) go to the built-in kernel instead.
+bool blas_accepts(bool ta, bool tb, int M, int N, int K, int lda, int ldb, int ldc) {
+  return lda >= std::max(1, ta ? M : K) && ldb >= std::max(1, tb ? K : N) && ldc >= std::max(1, N);
+}
+
+}  // namespace
 
 void sgemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda,
            const float* B, int ldb, float beta, float* C, int ldc) {
-  sgemm_reference(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  if (M <= 0 || N <= 0) return;
+  Impl impl = g_impl.load(std::memory_order_relaxed);
+  bool use_blas = impl == Impl::kBlas ||
+                  (impl == Impl::kAuto && K > 0 && int64_t(M) * N * K >= kBlasMinWork);
+  if (use_blas && K > 0 && blas_accepts(ta, tb, M, N, K, lda, ldb, ldc) &&
+      blas_sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc))
+    return;
+  sgemm_builtin(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
-void sgemm_builtin(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda,
-                   const float* B, int ldb, float beta, float* C, int ldc) {
-  sgemm_reference(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+
+GemmInfo gemm_info() {
+  GemmInfo g;
+  const BlasLib& b = blas_lib();
+  if (b.loaded) {
+    // openblas_get_config() reads "OpenBLAS 0.3.21 DYNAMIC_ARCH ... Zen MAX_THREADS=64".
+    std::string cfg = b.config;
+    if (cfg.rfind("OpenBLAS ", 0) == 0) cfg = cfg.substr(9);
+    g.blas = (b.config.empty() ? std::string("cblas") : "openblas " + cfg) + " (" + b.path + ")";
+    g.coretype = !b.corename.empty() ? b.corename : b.coretype_env;
+  } else {
+    g.blas = "builtin";
+    g.coretype = "";
+  }
+  g.simd = gemm_default_kernel().name;
+  g.threads = num_threads();
+  return g;
 }
-GemmInfo gemm_info() { return GemmInfo{"reference", "scalar", "", num_threads()}; }
-void set_gemm_impl(const std::string&) {}
+
+void set_gemm_impl(const std::string& impl) {
+  if (impl == "auto") {
+    g_impl = Impl::kAuto;
+  } else if (impl == "builtin") {
+    g_impl = Impl::kBuiltin;
+  } else if (impl == "blas") {
+    if (!blas_lib().loaded)
+      fail(code::kUnsupported, "set_gemm_impl('blas'): no BLAS library is loaded (",
+           blas_lib().attempts.empty() ? std::string("none found") : blas_lib().attempts.back(), ")");
+    g_impl = Impl::kBlas;
+  } else {
+    fail(code::kInvalidArgument, "gemm implementation must be 'auto', 'builtin' or 'blas', got '",
+         impl, "'");
+  }
+}
 
 }  // namespace bl::cpu

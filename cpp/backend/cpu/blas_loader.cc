@@ -1,0 +1,145 @@
+// dlopen-based BLAS loading (see blas_loader.h). The few entry points used are
+// declared here by hand: no BLAS headers and no link-time dependency.
+#include "backend/cpu/blas_loader.h"
+
+#include <dlfcn.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <mutex>
+
+#include "backend/cpu/cpu_features.h"
+#include "core/threads.h"
+
+namespace bl::cpu {
+namespace {
+
+// CBLAS enum values (stable ABI constants of the CBLAS interface).
+constexpr int kCblasRowMajor = 101, kCblasNoTrans = 111, kCblasTrans = 112;
+
+using SgemmFn = void (*)(int order, int ta, int tb, int M, int N, int K, float alpha,
+                         const float* A, int lda, const float* B, int ldb, float beta, float* C,
+                         int ldc);
+using SetThreadsFn = void (*)(int);
+using GetThreadsFn = int (*)();
+using GetStrFn = char* (*)();
+
+struct Loaded {
+  BlasLib info;
+  SgemmFn sgemm = nullptr;
+  SetThreadsFn set_threads = nullptr;
+  GetThreadsFn get_threads = nullptr;
+  std::atomic<int> threads_set{0};  // last count given to set_threads
+  std::mutex threads_mu;
+};
+
+Loaded& state() {
+  static Loaded* s = new Loaded();  // never destroyed: the library is never dlclosed
+  return *s;
+}
+
+// OpenBLAS reads OPENBLAS_CORETYPE in its load-time constructor, so this must
+// run before the first dlopen. Only when the user has not chosen one.
+void choose_coretype(BlasLib& info) {
+  if (const char* e = std::getenv("OPENBLAS_CORETYPE"); e && *e) {
+    info.coretype_env = e;
+    return;
+  }
+  // OpenBLAS 0.3.21 does not know several AVX-512 CPU models (e.g. Sapphire
+  // Rapids, Zen 4) and falls back to much slower kernels; SkylakeX kernels
+  // run on any CPU with AVX-512 F/BW/DQ/VL. AVX2-only CPUs are detected
+  // correctly (checked on Zen 3: "Zen", same speed as a forced "Haswell").
+  if (cpu_features().avx512()) {
+    setenv("OPENBLAS_CORETYPE", "SkylakeX", 0);
+    info.coretype_env = "SkylakeX";
+    info.coretype_set_by_us = true;
+  }
+}
+
+bool try_open(Loaded& s, const std::string& path) {
+  void* h = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+  if (!h) {
+    const char* err = dlerror();
+    s.info.attempts.push_back(path + ": " + (err ? err : "dlopen failed"));
+    return false;
+  }
+  auto sgemm = reinterpret_cast<SgemmFn>(dlsym(h, "cblas_sgemm"));
+  if (!sgemm) {
+    s.info.attempts.push_back(path + ": no cblas_sgemm symbol");
+    dlclose(h);
+    return false;
+  }
+  s.sgemm = sgemm;
+  s.set_threads = reinterpret_cast<SetThreadsFn>(dlsym(h, "openblas_set_num_threads"));
+  s.get_threads = reinterpret_cast<GetThreadsFn>(dlsym(h, "openblas_get_num_threads"));
+  if (auto f = reinterpret_cast<GetStrFn>(dlsym(h, "openblas_get_config")))
+    if (const char* c = f()) s.info.config = c;
+  if (auto f = reinterpret_cast<GetStrFn>(dlsym(h, "openblas_get_corename")))
+    if (const char* c = f()) s.info.corename = c;
+  // Record the file actually loaded (the soname resolved by the loader).
+  Dl_info where{};
+  s.info.path = dladdr(reinterpret_cast<void*>(sgemm), &where) && where.dli_fname ? where.dli_fname : path;
+  s.info.loaded = true;
+  return true;
+}
+
+void load(Loaded& s) {
+  std::vector<std::string> candidates;
+  if (const char* e = std::getenv("BAYESLORA_BLAS"); e && *e) {
+    if (std::string(e) == "none") {
+      s.info.attempts.push_back("disabled by BAYESLORA_BLAS=none");
+      return;
+    }
+    candidates.push_back(e);
+  }
+  candidates.push_back("libopenblas.so.0");
+  candidates.push_back("libopenblas.so");
+  choose_coretype(s.info);
+  for (const auto& c : candidates)
+    if (try_open(s, c)) break;
+}
+
+Loaded& loaded() {
+  static std::once_flag once;
+  Loaded& s = state();
+  std::call_once(once, [&] { load(s); });
+  return s;
+}
+
+// Keep the BLAS thread count equal to the pool size (setThreads may change
+// it at any time between calls); cheap when nothing changed.
+void sync_threads(Loaded& s) {
+  if (!s.set_threads) return;
+  int want = num_threads();
+  if (s.threads_set.load(std::memory_order_relaxed) == want) return;
+  std::lock_guard<std::mutex> lk(s.threads_mu);
+  if (s.threads_set.load() == want) return;
+  s.set_threads(want);
+  s.threads_set.store(want);
+}
+
+}  // namespace
+
+const BlasLib& blas_lib() {
+  Loaded& s = loaded();
+  sync_threads(s);
+  return s.info;
+}
+
+bool blas_sgemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda,
+                const float* B, int ldb, float beta, float* C, int ldc) {
+  Loaded& s = loaded();
+  if (!s.sgemm) return false;
+  sync_threads(s);
+  s.sgemm(kCblasRowMajor, ta ? kCblasTrans : kCblasNoTrans, tb ? kCblasTrans : kCblasNoTrans, M,
+          N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  return true;
+}
+
+int blas_threads() {
+  Loaded& s = loaded();
+  sync_threads(s);
+  return s.get_threads ? s.get_threads() : 0;
+}
+
+}  // namespace bl::cpu

@@ -1,0 +1,35 @@
+// Run-time loading of OpenBLAS (or any library exporting cblas_sgemm) with
+// dlopen. Never linked: the addon loads and works when no BLAS is installed.
+// Search order: $BAYESLORA_BLAS (a path, or "none" to disable), then
+// libopenblas.so.0, libopenblas.so. Before the dlopen, on CPUs with AVX-512
+// and no user-set OPENBLAS_CORETYPE, OPENBLAS_CORETYPE=SkylakeX is set:
+// OpenBLAS 0.3.21 misdetects newer AVX-512 CPUs and falls back to slow kernels.
+#pragma once
+#include <string>
+#include <vector>
+
+namespace bl::cpu {
+
+struct BlasLib {
+  bool loaded = false;
+  std::string path;        // what dlopen accepted
+  std::string config;      // openblas_get_config(), "" for a non-OpenBLAS cblas
+  std::string corename;    // openblas_get_corename(), ""
+  std::string coretype_env;     // OPENBLAS_CORETYPE at load time ("" when unset)
+  bool coretype_set_by_us = false;
+  std::vector<std::string> attempts;  // "path: error" for each failed candidate, or "disabled"
+};
+
+// Loads on first call (std::call_once); later calls return the same record.
+const BlasLib& blas_lib();
+
+// C = alpha op(A) op(B) + beta C through cblas_sgemm (row-major). Syncs the
+// BLAS thread count with bl::num_threads() first. Returns false (doing
+// nothing) when no BLAS is loaded.
+bool blas_sgemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda,
+                const float* B, int ldb, float beta, float* C, int ldc);
+
+// BLAS-internal thread count (0 when not loaded or unknown).
+int blas_threads();
+
+}  // namespace bl::cpu
