@@ -29,8 +29,9 @@ export class BayesLoraError extends Error {
 /** Convert a native error (plain Error with name/code) into a BayesLoraError. */
 export function toBayesLoraError(e: unknown): unknown {
   if (e instanceof BayesLoraError) return e;
-  if (e instanceof Error && e.name === 'BayesLoraError' && typeof (e as { code?: unknown }).code === 'string') {
-    return new BayesLoraError((e as { code: ErrorCode }).code, e.message, { cause: e });
+  const code = e instanceof Error ? (e as Error & { code?: unknown }).code : undefined;
+  if (e instanceof Error && e.name === 'BayesLoraError' && typeof code === 'string') {
+    return new BayesLoraError(code as ErrorCode, e.message, { cause: e });
   }
   return e;
 }
