@@ -73,10 +73,10 @@ class Call {
     if (!present(o_, key)) return zeros(n);
     return f32(key, n);
   }
-  // Nullable gradient: null -> not computed (nullptr), absent -> zeros.
-  float* grad_nullable(const char* key, int64_t n) {
-    if (o_.Has(key) && o_.Get(key).IsNull()) return nullptr;
-    return grad(key, n);
+  // Nullable gradient: null -> not computed (nullptr, *wanted = false), absent -> zeros.
+  float* grad_nullable(const char* key, int64_t n, bool* wanted) {
+    *wanted = !(o_.Has(key) && o_.Get(key).IsNull());
+    return *wanted ? grad(key, n) : nullptr;
   }
   // int32 input of exactly n elements with every value in [lo, hi].
   int32_t* i32(const char* key, int64_t n, int64_t lo, int64_t hi) {
@@ -108,9 +108,11 @@ class Call {
     return b.f();
   }
 
-  // Copy a device array back after the op (synchronises once).
-  Napi::Value out(const float* p, int64_t n) {
-    if (!p) return env_.Null();
+  // Copy a device array back after the op (synchronises once). `computed`
+  // false gives null (a skipped nullable output); a zero-length output is an
+  // empty array even though its buffer pointer is null.
+  Napi::Value out(const float* p, int64_t n, bool computed = true) {
+    if (!computed) return env_.Null();
     sync();
     auto a = Napi::Float32Array::New(env_, size_t(n));
     if (n) be_.to_host(a.Data(), p, size_t(n) * sizeof(float));
@@ -223,11 +225,12 @@ Napi::Value rmsnorm_bwd(const Napi::CallbackInfo& info) {
   float* w = c.f32("w", d);
   float* rstd = c.f32("rstd", N);
   float* dx = c.grad("dx", n);
-  float* dw = c.grad_nullable("dw", d);
+  bool want_dw;
+  float* dw = c.grad_nullable("dw", d, &want_dw);
   c.be().rmsnorm_bwd(dx, dw, dout, x, w, rstd, N, d);
   Napi::Object r = Napi::Object::New(c.env());
   r.Set("dx", c.out(dx, n));
-  r.Set("dw", c.out(dw, d));
+  r.Set("dw", c.out(dw, d, want_dw));
   return r;
 }
 
@@ -424,11 +427,12 @@ Napi::Value rows_dot_bwd(const Napi::CallbackInfo& info) {
   float* W = c.f32("W", nw);
   int32_t* rows = c.i32("rows", nl, 0, V - 1);
   float* dh = c.grad("dh", nh);
-  float* dW = c.grad_nullable("dW", nw);
+  bool want_dW;
+  float* dW = c.grad_nullable("dW", nw, &want_dW);
   c.be().rows_dot_bwd(dh, dW, dlogits, h, W, rows, Bn, C, d);
   Napi::Object r = Napi::Object::New(c.env());
   r.Set("dh", c.out(dh, nh));
-  r.Set("dW", c.out(dW, nw));
+  r.Set("dW", c.out(dW, nw, want_dW));
   return r;
 }
 
@@ -441,13 +445,14 @@ Napi::Value softmax_xent(const Napi::CallbackInfo& info) {
   // Negative labels mean "ignore"; any label must stay below C.
   int32_t* labels = c.i32("labels", N, std::numeric_limits<int32_t>::min(), C - 1);
   float* loss = c.zeros(N);
-  float* probs = c.flag("wantProbs", true) ? c.zeros(n) : nullptr;
-  float* dlogits = c.flag("wantDlogits", true) ? c.zeros(n) : nullptr;
+  const bool want_probs = c.flag("wantProbs", true), want_dlogits = c.flag("wantDlogits", true);
+  float* probs = want_probs ? c.zeros(n) : nullptr;
+  float* dlogits = want_dlogits ? c.zeros(n) : nullptr;
   c.be().softmax_xent(loss, probs, dlogits, logits, labels, N, C, dscale);
   Napi::Object r = Napi::Object::New(c.env());
   r.Set("loss", c.out(loss, N));
-  r.Set("probs", c.out(probs, n));
-  r.Set("dlogits", c.out(dlogits, n));
+  r.Set("probs", c.out(probs, n, want_probs));
+  r.Set("dlogits", c.out(dlogits, n, want_dlogits));
   return r;
 }
 
