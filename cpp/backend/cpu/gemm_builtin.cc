@@ -74,8 +74,10 @@ void edge_tile(const GemmKernel& kern, int kc, const float* Ap, const float* Bp,
   }
 }
 
-// Below this many multiply-adds a pool wake-up costs more than it saves.
-constexpr int64_t kParallelMinWork = int64_t(48) * 48 * 48;
+// Below this many multiply-adds a pool wake-up (~10 us on the 2-core dev VM)
+// costs more than the second thread saves (measured: 64^3 ran 1.5x slower
+// threaded than OpenBLAS's single thread; ~100^3 breaks even).
+constexpr int64_t kParallelMinWork = int64_t(100) * 100 * 100;
 
 }  // namespace
 
@@ -101,53 +103,67 @@ void sgemm_with_kernel(const GemmKernel& kern, bool ta, bool tb, int M, int N, i
     mblocks = ceil_div(M, mc);
   }
 
-  float* Bp_all = nullptr;
+  // op(B) is packed for a group of K blocks at once (up to kc*nc floats, the
+  // same budget as one full block), so that narrow N or short K runs as one
+  // packing region and one compute region instead of two per K block.
   const int nc_max = std::min(kern.nc, int(ceil_div(N, NR) * NR));
   const int kc_max = std::min(kern.kc, K);
-  Bp_all = tl_pack_b.get(size_t(nc_max) * kc_max);
+  const int64_t kblocks_total = ceil_div(K, kern.kc);
+  const int64_t kgroup = std::clamp<int64_t>(int64_t(kern.kc) * kern.nc / (int64_t(kc_max) * nc_max),
+                                             1, kblocks_total);
+  const int64_t bblock = int64_t(kc_max) * nc_max;  // floats per packed K block
+  float* Bp_all = tl_pack_b.get(size_t(bblock * kgroup));
 
   for (int jc = 0; jc < N; jc += kern.nc) {
     const int nc = std::min(kern.nc, N - jc);
     const int npanels = int(ceil_div(nc, NR));
     // Split N panels across threads only when M blocks are too few.
     const int nsplit = mblocks >= nt ? 1 : int(std::min<int64_t>(npanels, ceil_div(nt, mblocks)));
-    for (int pc = 0; pc < K; pc += kern.kc) {
-      const int kc = std::min(kern.kc, K - pc);
-      // Later K blocks accumulate onto what the first one wrote.
-      const float blk_beta = pc == 0 ? beta : 1.0f;
-      float* Bp = Bp_all;
+    for (int64_t kb0 = 0; kb0 < kblocks_total; kb0 += kgroup) {
+      const int nkb = int(std::min(kgroup, kblocks_total - kb0));
 
-      size_t pgrain = nt == 1 ? size_t(npanels) : std::max<size_t>(1, size_t(16384 / (kc * NR)));
-      parallel_for(size_t(npanels), pgrain, [&](size_t b, size_t e) {
-        int j0 = int(b) * NR, ncols = std::min(nc - j0, int(e - b) * NR);
-        kern.pack_b(tb, B, ldb, pc, kc, int64_t(jc) + j0, ncols, Bp + int64_t(j0) * kc);
+      // Pack: items are (K block, chunk of panels); chunks of >= ~64 KiB.
+      const int chunk = nt == 1 ? npanels : std::max(1, std::min(npanels, 16384 / (kc_max * NR)));
+      const int nchunks = int(ceil_div(npanels, chunk));
+      parallel_for(size_t(nkb) * nchunks, 1, [&](size_t b, size_t e) {
+        for (size_t it = b; it < e; ++it) {
+          const int kb = int(it / nchunks), ch = int(it % nchunks);
+          const int pc = int((kb0 + kb) * kern.kc), kc = std::min(kern.kc, K - pc);
+          const int j0 = ch * chunk * NR, ncols = std::min(nc - j0, chunk * NR);
+          kern.pack_b(tb, B, ldb, pc, kc, int64_t(jc) + j0, ncols,
+                      Bp_all + kb * bblock + int64_t(j0) * kc);
+        }
       });
 
+      // Compute: items are (M block, share of the N panels); each walks the
+      // group's K blocks, packing its A block for each.
       const size_t items = size_t(mblocks) * nsplit;
       parallel_for(items, nt == 1 ? items : 1, [&](size_t b, size_t e) {
-        float* Ap = tl_pack_a.get(size_t(mc) * kc);
-        int64_t packed_block = -1;
+        float* Ap = tl_pack_a.get(size_t(mc) * kc_max);
         for (size_t it = b; it < e; ++it) {
           const int64_t ib = int64_t(it) / nsplit;
           const int js = int(int64_t(it) % nsplit);
           const int i0 = int(ib * mc), m = std::min(mc, M - i0);
-          if (packed_block != ib) {
-            kern.pack_a(ta, A, lda, i0, m, pc, kc, Ap);
-            packed_block = ib;
-          }
           const int p_begin = int(int64_t(npanels) * js / nsplit);
           const int p_end = int(int64_t(npanels) * (js + 1) / nsplit);
-          for (int jp = p_begin; jp < p_end; ++jp) {
-            const int j = jp * NR, n = std::min(NR, nc - j);
-            const float* bpanel = Bp + int64_t(j) * kc;
-            for (int ip = 0; ip < m; ip += MR) {
-              const int mm = std::min(MR, m - ip);
-              float* c = C + int64_t(i0 + ip) * ldc + jc + j;
-              const float* apanel = Ap + int64_t(ip) * kc;
-              if (mm == MR && n == NR)
-                kern.tile(kc, apanel, bpanel, c, ldc, alpha, blk_beta);
-              else
-                edge_tile(kern, kc, apanel, bpanel, c, ldc, mm, n, alpha, blk_beta);
+          for (int kb = 0; kb < nkb; ++kb) {
+            const int pc = int((kb0 + kb) * kern.kc), kc = std::min(kern.kc, K - pc);
+            // Later K blocks accumulate onto what the first one wrote.
+            const float blk_beta = pc == 0 ? beta : 1.0f;
+            const float* Bp = Bp_all + kb * bblock;
+            kern.pack_a(ta, A, lda, i0, m, pc, kc, Ap);
+            for (int jp = p_begin; jp < p_end; ++jp) {
+              const int j = jp * NR, n = std::min(NR, nc - j);
+              const float* bpanel = Bp + int64_t(j) * kc;
+              for (int ip = 0; ip < m; ip += MR) {
+                const int mm = std::min(MR, m - ip);
+                float* c = C + int64_t(i0 + ip) * ldc + jc + j;
+                const float* apanel = Ap + int64_t(ip) * kc;
+                if (mm == MR && n == NR)
+                  kern.tile(kc, apanel, bpanel, c, ldc, alpha, blk_beta);
+                else
+                  edge_tile(kern, kc, apanel, bpanel, c, ldc, mm, n, alpha, blk_beta);
+              }
             }
           }
         }
