@@ -11,9 +11,9 @@ describe('adamw', () => {
 
   it('five steps match the float64 reference', () => {
     const r = new Rng(101);
-    let p = r.f32(n);
-    let m = new Float32Array(n);
-    let v = new Float32Array(n);
+    let p: Float32Array = r.f32(n);
+    let m: Float32Array = new Float32Array(n);
+    let v: Float32Array = new Float32Array(n);
     const pr = Float64Array.from(p);
     const mr = new Float64Array(n);
     const vr = new Float64Array(n);
