@@ -1,14 +1,24 @@
 // Shared helpers for the io tests: temp dirs, raw safetensors images with
 // arbitrary (possibly hostile) headers, and a typed-error assertion that also
 // checks the message names the offending file.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { accessSync, constants, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { expect } from 'vitest';
 import { BayesLoraError } from '../../ts/errors.ts';
 
-export function tempDir(tag: string): { dir: string; cleanup: () => void } {
-  const dir = mkdtempSync(path.join(tmpdir(), `bl-io-${tag}-`));
+/** A fresh temp dir; `memory` prefers /dev/shm (tight write loops on a disk-backed /tmp are slow). */
+export function tempDir(tag: string, memory = false): { dir: string; cleanup: () => void } {
+  let root = tmpdir();
+  if (memory) {
+    try {
+      accessSync('/dev/shm', constants.W_OK);
+      root = '/dev/shm';
+    } catch {
+      /* not Linux, or not writable: use tmpdir */
+    }
+  }
+  const dir = mkdtempSync(path.join(root, `bl-io-${tag}-`));
   return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
 }
 
