@@ -93,15 +93,15 @@ void sgemm_with_kernel(const GemmKernel& kern, bool ta, bool tb, int M, int N, i
   const int64_t work = int64_t(M) * N * K;
   const int nt = work < kParallelMinWork ? 1 : std::max(1, num_threads());
 
-  // M blocks: at most kern.mc rows, evened out so each thread gets the same
-  // number of equally tall blocks where M allows.
-  int mc = std::min(kern.mc, int(ceil_div(M, MR) * MR));
-  int64_t mblocks = ceil_div(M, mc);
-  if (nt > 1 && mblocks % nt != 0 && M > MR * nt) {
-    int64_t want = ceil_div(mblocks, nt) * nt;
-    mc = int(ceil_div(ceil_div(M, want), MR) * MR);
-    mblocks = ceil_div(M, mc);
-  }
+  // M blocks: at most kern.mc rows; with several threads the count is a
+  // multiple of the thread count and the MR-row micro-panels are dealt out
+  // evenly (block b starts at micro-panel floor(b * mpanels / mblocks)), so
+  // M = 1024 splits 512/512 rather than 576/448.
+  const int64_t mpanels = ceil_div(M, MR);
+  int64_t mblocks = ceil_div(mpanels, kern.mc / MR);
+  if (nt > 1 && mpanels >= nt) mblocks = std::min(mpanels, ceil_div(mblocks, nt) * nt);
+  const int mc = int(ceil_div(mpanels, mblocks) * MR);  // the tallest block
+  auto block_row = [&](int64_t b) { return int(std::min<int64_t>(M, b * mpanels / mblocks * MR)); };
 
   // op(B) is packed for a group of K blocks at once (up to kc*nc floats, the
   // same budget as one full block), so that narrow N or short K runs as one
@@ -143,7 +143,7 @@ void sgemm_with_kernel(const GemmKernel& kern, bool ta, bool tb, int M, int N, i
         for (size_t it = b; it < e; ++it) {
           const int64_t ib = int64_t(it) / nsplit;
           const int js = int(int64_t(it) % nsplit);
-          const int i0 = int(ib * mc), m = std::min(mc, M - i0);
+          const int i0 = block_row(ib), m = block_row(ib + 1) - i0;
           const int p_begin = int(int64_t(npanels) * js / nsplit);
           const int p_end = int(int64_t(npanels) * (js + 1) / nsplit);
           for (int kb = 0; kb < nkb; ++kb) {
