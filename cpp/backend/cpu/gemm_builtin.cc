@@ -63,7 +63,8 @@ void scale_c(int M, int N, float beta, float* C, int64_t ldc) {
 void edge_tile(const GemmKernel& kern, int kc, const float* Ap, const float* Bp, float* C,
                int64_t ldc, int m, int n, float alpha, float beta) {
   alignas(64) float tile[32 * 32];  // >= mr * nr of every kernel
-  kern.tile(kc, Ap, Bp, tile, kern.nr, 1.0f, 0.0f);
+  static const float kPlain[2] = {1.0f, 0.0f};
+  kern.tile(kc, Ap, Bp, tile, kern.nr, kPlain);
   for (int r = 0; r < m; ++r) {
     float* c = C + r * ldc;
     const float* t = tile + r * kern.nr;
@@ -150,6 +151,7 @@ void sgemm_with_kernel(const GemmKernel& kern, bool ta, bool tb, int M, int N, i
             const int pc = int((kb0 + kb) * kern.kc), kc = std::min(kern.kc, K - pc);
             // Later K blocks accumulate onto what the first one wrote.
             const float blk_beta = pc == 0 ? beta : 1.0f;
+            const float ab[2] = {alpha, blk_beta};
             const float* Bp = Bp_all + kb * bblock;
             kern.pack_a(ta, A, lda, i0, m, pc, kc, Ap);
             for (int jp = p_begin; jp < p_end; ++jp) {
@@ -160,7 +162,7 @@ void sgemm_with_kernel(const GemmKernel& kern, bool ta, bool tb, int M, int N, i
                 float* c = C + int64_t(i0 + ip) * ldc + jc + j;
                 const float* apanel = Ap + int64_t(ip) * kc;
                 if (mm == MR && n == NR)
-                  kern.tile(kc, apanel, bpanel, c, ldc, alpha, blk_beta);
+                  kern.tile(kc, apanel, bpanel, c, ldc, ab);
                 else
                   edge_tile(kern, kc, apanel, bpanel, c, ldc, mm, n, alpha, blk_beta);
               }

@@ -12,11 +12,13 @@ struct GemmKernel {
   const char* name;   // "avx512", "avx2", "scalar" (or a test-only variant)
   int mr, nr;         // register tile
   int mc, kc, nc;     // cache blocks: A block mc x kc (L2), B block kc x nc (L3)
-  // C[0:mr, 0:nr] (row stride ldc) = alpha * Ap^T Bp + beta * C for a full tile.
-  // Ap: kc x mr (k-major panel), Bp: kc x nr, both 64-byte aligned.
-  // beta == 0 never reads C.
-  void (*tile)(int kc, const float* Ap, const float* Bp, float* C, int64_t ldc, float alpha,
-               float beta);
+  // C[0:mr, 0:nr] (row stride ldc) = alpha * Ap^T Bp + beta * C for a full tile,
+  // alpha_beta = {alpha, beta}. Ap: kc x mr (k-major panel), Bp: kc x nr, both
+  // 64-byte aligned. beta == 0 never reads C. (alpha and beta come through
+  // memory so they hold no vector register during the k loop: by value, GCC 12
+  // spilled a B vector of the 12x32 AVX-512 tile to the stack.)
+  void (*tile)(int kc, const float* Ap, const float* Bp, float* C, int64_t ldc,
+               const float* alpha_beta);
   // Pack op(A)[i0:i0+mc, p0:p0+kc] into ceil(mc/mr) panels of kc*mr floats,
   // zero-padding rows past mc. op(A)(i,k) = ta ? A[k*lda+i] : A[i*lda+k].
   void (*pack_a)(bool ta, const float* A, int64_t lda, int64_t i0, int mc, int64_t p0, int kc,
