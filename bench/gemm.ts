@@ -51,7 +51,8 @@ export interface GemmMeasurement {
 
 // The model's GEMMs at 1024 tokens: Y = X W^T (weight stored out x in, so
 // op(B) transposed), input gradients dX = dY W (no transposes), and the
-// skinny LoRA products (rank 8): X A^T, (X A^T) B^T and the dA = dH^T X form.
+// skinny LoRA products (rank 8): forward X A^T and H B^T, backward dH = dY B,
+// dB = dY^T H and dA = dH^T X.
 export const defaultShapes: GemmShape[] = [
   { M: 1024, N: 512, K: 512, tb: true, label: 'proj d=512' },
   { M: 1024, N: 768, K: 768, tb: true, label: 'proj d=768' },
@@ -62,6 +63,8 @@ export const defaultShapes: GemmShape[] = [
   { M: 1024, N: 768, K: 768, label: 'dX d=768' },
   { M: 1024, N: 8, K: 2048, tb: true, label: 'lora X A^T (r=8)' },
   { M: 1024, N: 2048, K: 8, tb: true, label: 'lora H B^T (r=8)' },
+  { M: 1024, N: 8, K: 2048, label: 'lora dH = dY B' },
+  { M: 2048, N: 8, K: 1024, ta: true, label: 'lora dB = dY^T H' },
   { M: 8, N: 2048, K: 1024, ta: true, label: 'lora dA = dH^T X' },
 ];
 

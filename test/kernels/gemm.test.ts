@@ -120,13 +120,18 @@ function expectClose(got: Float32Array, c: Case, ref: { want: Float64Array; boun
 }
 
 // Every implementation under test: each built-in kernel, BLAS, the dispatcher.
-const impls: { label: string; impl: string; kernel?: string }[] = [
+interface ImplUnderTest {
+  label: string;
+  impl: string;
+  kernel?: string;
+}
+const impls: ImplUnderTest[] = [
   ...ginfo.kernels.map((k) => ({ label: `builtin/${k.name}`, impl: 'builtin', kernel: k.name })),
   { label: 'builtin (default kernel)', impl: 'builtin' },
   { label: 'auto', impl: 'auto' },
   { label: 'reference', impl: 'reference' },
 ];
-const blasImpls = ginfo.blasLoaded ? [{ label: 'blas', impl: 'blas' }] : [];
+const blasImpls: ImplUnderTest[] = ginfo.blasLoaded ? [{ label: 'blas', impl: 'blas' }] : [];
 
 // Shapes around every tile and block edge (6x16 / 12x32 / 4x8 tiles, mc 128-240,
 // kc 192-256, nc 2048-4080) plus skinny LoRA-like shapes.
@@ -330,7 +335,7 @@ describe('gemmBench', () => {
   });
 });
 
-describe('BLAS loading', () => {
+describe('BLAS loading and kernel selection', () => {
   // A fresh process, since loading happens once per process.
   function child(env: Record<string, string>): Record<string, unknown> {
     const script = `
@@ -338,6 +343,10 @@ describe('BLAS loading', () => {
       const out = { info: a.gemmInfo() };
       const g = a.gemm({ M: 2, N: 2, K: 2, A: new Float32Array([1, 2, 3, 4]), B: new Float32Array([5, 6, 7, 8]), impl: 'auto' });
       out.c = Array.from(g);
+      const r = (s) => { let x = s; return () => ((x = (x * 1103515245 + 12345) % 2147483648) / 2147483648) - 0.5; };
+      const rnd = r(7), A = Float32Array.from({ length: 37 * 29 }, rnd), B = Float32Array.from({ length: 29 * 41 }, rnd);
+      const b = a.gemm({ M: 37, N: 41, K: 29, A, B, impl: 'builtin' }), ref = a.gemm({ M: 37, N: 41, K: 29, A, B, impl: 'reference' });
+      out.builtinErr = Math.max(...Array.from(b, (x, i) => Math.abs(x - ref[i])));
       try { a.setGemmImpl('blas'); out.blasCode = 'none'; } catch (e) { out.blasCode = e.code; }
       console.log(JSON.stringify(out));`;
     const res = spawnSync(process.execPath, ['-e', script], {
@@ -353,6 +362,15 @@ describe('BLAS loading', () => {
     expect(r.info.blas).toBe('builtin');
     expect(r.c).toEqual([19, 22, 43, 50]);
     expect(r.blasCode).toBe('UNSUPPORTED');
+  });
+  it('BAYESLORA_SIMD caps the built-in kernel level', () => {
+    for (const simd of ['scalar', 'avx2']) {
+      if (simd === 'avx2' && !ginfo.kernels.some((k) => k.name === 'avx2')) continue;
+      const r = child({ BAYESLORA_SIMD: simd }) as { info: { simd: string }; builtinErr: number };
+      expect(r.info.simd).toBe(simd);
+      // 29-term float32 dot products of values in [-0.5, 0.5]: a wrong kernel is off by O(0.1).
+      expect(r.builtinErr).toBeLessThan(1e-5);
+    }
   });
   it('records a failed BAYESLORA_BLAS path and falls back to the default names', () => {
     const r = child({ BAYESLORA_BLAS: '/nonexistent/libfoo.so' }) as {
