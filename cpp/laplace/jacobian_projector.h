@@ -1,0 +1,60 @@
+// Logit covariance of the linearised predictive (spec section 8):
+//   Lambda_b,cc' = sum_l vec(J_bc,l)^T P_l^-1 vec(J_bc',l).
+// The model runs one forward pass, then one backward pass per class c seeded
+// with e_c; in that pass every LoRA matrix l is observed with its inputs x_t
+// and output gradients g_t, so per example J_bc,l = sum_t g_t x_t^T (small:
+// r x d_in or d_out x r). The projector forms it, projects it at once to
+// Ug^T J Ua (kg x ka, section 6) and adds the pass's contributions to Lambda.
+//
+// The Frobenius term <J_c, J_c'>_F needs the Jacobians of earlier classes of
+// the same example: for a layer whose eigenbases are complete (ka = d_in and
+// kg = d_out: both sides dense) it equals the projections' inner product and
+// only projections are stored; for a low-rank layer the Jacobian itself is
+// kept (float32, B x C x D_l for the batch) until the batch is done.
+#pragma once
+#include <memory>
+#include <vector>
+
+#include "backend/backend.h"
+#include "laplace/posterior.h"
+#include "model/lora_observer.h"
+
+namespace bl::laplace {
+
+class JacobianProjector : public LoraObserver {
+ public:
+  // `be`: backend whose memory observe() receives (copied to host if needed).
+  explicit JacobianProjector(std::shared_ptr<const Posterior> post, Backend* be = nullptr);
+
+  // Start a batch of B examples and C classes; Lambda is reset to zero.
+  void begin_batch(int B, int C);
+  // The class whose backward pass comes next.
+  void set_class(int c);
+
+  // LoraObserver: m.id is the posterior's layer index.
+  void observe(const LoraMatrixInfo& m, const float* x, const float* g, int B, int T,
+               const uint8_t* mask) override;
+
+  // Low-level entry: the Jacobian J (d_out x d_in row-major) of example b,
+  // class c, layer l. Each (l, b, c) may be given once per batch.
+  void add_jacobian(int l, int b, int c, const float* J);
+
+  // B x C x C, symmetric.
+  std::vector<double> lambda() const;
+  int batch() const { return B_; }
+  int classes() const { return C_; }
+
+ private:
+  void accept(int l, int b, int c, std::vector<float>&& J);
+  std::shared_ptr<const Posterior> post_;
+  Backend* be_;
+  int B_ = 0, C_ = 0, cur_ = 0;
+  std::vector<double> lambda_;                    // B x C x C (lower triangle filled)
+  std::vector<std::vector<double>> proj_;          // [(l*B + b)*C + c] projections
+  std::vector<std::vector<float>> jac_;            // same index; kept for low-rank layers
+  std::vector<uint8_t> seen_;                      // same index
+  std::vector<float> hx_, hg_, rx_, rg_, J_;       // scratch
+  std::vector<uint8_t> hmask_;
+};
+
+}  // namespace bl::laplace

@@ -1,0 +1,211 @@
+// K-FAC accumulation: token handling, dense Gram sums, low-rank routing (see kfac.h).
+#include "laplace/kfac.h"
+
+#include <algorithm>
+#include <cmath>
+#include <set>
+
+#include "core/error.h"
+
+namespace bl::laplace {
+
+const char* token_mode_name(TokenMode m) { return m == TokenMode::kExpand ? "expand" : "reduce"; }
+
+TokenMode parse_token_mode(const std::string& s) {
+  if (s == "reduce") return TokenMode::kReduce;
+  if (s == "expand") return TokenMode::kExpand;
+  fail(code::kInvalidArgument, "tokens must be 'reduce' or 'expand', got '", s, "'");
+}
+
+// ---- one side ---------------------------------------------------------------------
+
+static int chunk_for(const KfacOptions& o) { return o.chunk > 0 ? o.chunk : std::max(2 * o.n_kfac, 64); }
+
+KfacFactor::KfacFactor(int d, const KfacOptions& o, MemCounter* mc) : d_(d), mc_(mc), S_(TrackedAlloc<double>(mc)) {
+  if (d > o.threshold)
+    lr_ = std::make_unique<LowRankFactor>(d, o.n_kfac, chunk_for(o), mc);
+  else
+    S_.assign(size_t(d) * size_t(d), 0.0);
+}
+
+void KfacFactor::add_rows(const float* X, int n, double scale, fvec& scratch) {
+  if (n <= 0 || scale == 0) return;
+  if (lr_) {
+    for (int i = 0; i < n; ++i) lr_->add_column_f32(X + size_t(i) * size_t(d_), scale);
+    return;
+  }
+  // S += scale^2 X^T X: float32 Gram of this batch (BLAS), float64 running sum.
+  const size_t D = size_t(d_);
+  scratch.resize(D * D);
+  cpu_backend().gemm(true, false, d_, d_, n, 1.0f, X, d_, X, d_, 0.0f, scratch.data(), d_);
+  const double s2 = scale * scale;
+  for (size_t i = 0; i < D * D; ++i) S_[i] += s2 * double(scratch[i]);
+}
+
+void KfacFactor::merge_from(KfacFactor& o) {
+  BL_CHECK(o.d_ == d_ && o.lowrank() == lowrank(), code::kShapeMismatch, "kfac merge: factor layout differs");
+  if (lr_) {
+    lr_->merge_from(*o.lr_);
+    return;
+  }
+  for (size_t i = 0; i < S_.size(); ++i) S_[i] += o.S_[i];
+}
+
+// ---- accumulator ---------------------------------------------------------------------
+
+KfacAccumulator::KfacAccumulator(std::vector<KfacLayerSpec> layers, KfacOptions opt, Backend* be)
+    : opt_(opt), be_(be ? be : &cpu_backend()), rows_(TrackedAlloc<float>(&mem_)),
+      gram_(TrackedAlloc<float>(&mem_)), hx_(TrackedAlloc<float>(&mem_)), hg_(TrackedAlloc<float>(&mem_)) {
+  BL_CHECK(!layers.empty(), code::kInvalidArgument, "kfac: at least one layer is required");
+  BL_CHECK(opt.threshold >= 1, code::kInvalidArgument, "kfac: threshold must be >= 1");
+  BL_CHECK(opt.n_kfac >= 1 && opt.n_kfac <= 4096, code::kInvalidArgument, "kfac: nKfac must be in [1, 4096]");
+  BL_CHECK(opt.chunk >= 0 && opt.chunk <= 65536, code::kInvalidArgument, "kfac: chunk must be in [0, 65536]");
+  std::set<std::string> names;
+  for (auto& s : layers) {
+    BL_CHECK(s.d_in >= 1 && s.d_in <= (1 << 20) && s.d_out >= 1 && s.d_out <= (1 << 20),
+             code::kInvalidArgument, "kfac: layer '", s.name, "' dims must be in [1, 2^20]");
+    BL_CHECK(names.insert(s.name).second, code::kInvalidArgument, "kfac: duplicate layer name '", s.name, "'");
+    // A dense side costs d^2 float64; refuse sizes that are plainly a mistake.
+    for (int d : {s.d_in, s.d_out})
+      BL_CHECK(d > opt.threshold || d <= 16384, code::kInvalidArgument, "kfac: layer '", s.name,
+               "' has a dense side of ", d, " (> 16384); lower threshold");
+    layers_.push_back(std::unique_ptr<KfacLayer>(
+        new KfacLayer{s, KfacFactor(s.d_in, opt, &mem_), KfacFactor(s.d_out, opt, &mem_), 0.0}));
+  }
+}
+
+int KfacAccumulator::find_layer(const std::string& name) const {
+  for (size_t i = 0; i < layers_.size(); ++i)
+    if (layers_[i]->spec.name == name) return int(i);
+  return -1;
+}
+
+void KfacAccumulator::begin_example_pass(bool accumulate_inputs, double g_weight) {
+  BL_CHECK(std::isfinite(g_weight) && g_weight >= 0, code::kInvalidArgument,
+           "kfac: gradient weight must be finite and >= 0");
+  pass_inputs_ = accumulate_inputs;
+  pass_weight_ = g_weight;
+}
+
+void KfacAccumulator::observe(const LoraMatrixInfo& m, const float* x, const float* g, int B, int T,
+                              const uint8_t* mask) {
+  BL_CHECK(m.id >= 0 && m.id < num_layers(), code::kInternal, "kfac: observed LoRA matrix id ", m.id,
+           " outside the accumulator's ", num_layers(), " layers");
+  const auto& s = layers_[size_t(m.id)]->spec;
+  BL_CHECK(m.d_in == s.d_in && m.d_out == s.d_out, code::kShapeMismatch, "kfac: LoRA matrix ", m.id,
+           " is ", m.d_out, "x", m.d_in, ", layer '", s.name, "' expects ", s.d_out, "x", s.d_in);
+  if (be_->host_memory()) {
+    add_host(m.id, x, g, B, T, mask, pass_inputs_, pass_weight_);
+    return;
+  }
+  const size_t rows = size_t(B) * size_t(T);
+  if (pass_inputs_ && x) {
+    hx_.resize(rows * size_t(s.d_in));
+    be_->to_host(hx_.data(), x, hx_.size() * sizeof(float));
+  }
+  if (g) {
+    hg_.resize(rows * size_t(s.d_out));
+    be_->to_host(hg_.data(), g, hg_.size() * sizeof(float));
+  }
+  if (mask) {
+    hmask_.resize(rows);
+    be_->to_host(hmask_.data(), mask, rows);
+  }
+  add_host(m.id, (pass_inputs_ && x) ? hx_.data() : nullptr, g ? hg_.data() : nullptr, B, T,
+           mask ? hmask_.data() : nullptr, pass_inputs_, pass_weight_);
+}
+
+void KfacAccumulator::add(int layer, const float* x, const float* g, int B, int T, const uint8_t* mask,
+                          bool accumulate_inputs, double g_weight) {
+  BL_CHECK(layer >= 0 && layer < num_layers(), code::kInvalidArgument, "kfac: layer index ", layer,
+           " out of range [0, ", num_layers(), ")");
+  BL_CHECK(std::isfinite(g_weight) && g_weight >= 0, code::kInvalidArgument,
+           "kfac: weight must be finite and >= 0");
+  add_host(layer, x, g, B, T, mask, accumulate_inputs, g_weight);
+}
+
+void KfacAccumulator::add_host(int layer, const float* x, const float* g, int B, int T, const uint8_t* mask,
+                               bool accumulate_inputs, double g_weight) {
+  BL_CHECK(B >= 0 && T >= 1, code::kInvalidArgument, "kfac: need B >= 0 and T >= 1");
+  KfacLayer& L = *layers_[size_t(layer)];
+  auto real = [&](size_t row) { return !mask || mask[row] != 0; };
+  const size_t Tn = size_t(T);
+
+  // Rows of one side, per the token mode. Reduce: one row per example with a
+  // real token (mean of x_t, or sum of g_t). Expand: the real token rows,
+  // handed over in runs (no copy without padding) of bounded size.
+  auto feed = [&](KfacFactor& F, const float* X, bool mean, double scale) -> double {
+    const int d = F.d();
+    const size_t D = size_t(d);
+    double count = 0;
+    if (opt_.tokens == TokenMode::kReduce) {
+      rows_.resize(size_t(B) * D);
+      std::vector<double> acc(D);
+      int nr = 0;
+      for (size_t b = 0; b < size_t(B); ++b) {
+        std::fill(acc.begin(), acc.end(), 0.0);
+        int nt = 0;
+        for (size_t t = 0; t < Tn; ++t) {
+          const size_t row = b * Tn + t;
+          if (!real(row)) continue;
+          ++nt;
+          const float* xr = X + row * D;
+          for (size_t j = 0; j < D; ++j) acc[j] += double(xr[j]);
+        }
+        if (nt == 0) continue;
+        const double f = mean ? 1.0 / nt : 1.0;
+        float* out = &rows_[size_t(nr) * D];
+        for (size_t j = 0; j < D; ++j) out[j] = float(acc[j] * f);
+        ++nr;
+      }
+      F.add_rows(rows_.data(), nr, scale, gram_);
+      count = nr;
+      return count;
+    }
+    const size_t total = size_t(B) * Tn;
+    const size_t max_run = std::max<size_t>(1, (size_t(1) << 20) / D);
+    size_t r = 0;
+    while (r < total) {
+      if (!real(r)) {
+        ++r;
+        continue;
+      }
+      size_t e = r;
+      while (e < total && real(e) && e - r < max_run) ++e;
+      F.add_rows(X + r * D, int(e - r), scale, gram_);
+      count += double(e - r);
+      r = e;
+    }
+    return count;
+  };
+
+  if (accumulate_inputs && x) L.Z += feed(L.A, x, /*mean=*/true, 1.0);
+  if (g && g_weight > 0) feed(L.G, g, /*mean=*/false, std::sqrt(g_weight));
+}
+
+void KfacAccumulator::merge(KfacAccumulator& o) {
+  BL_CHECK(o.num_layers() == num_layers(), code::kShapeMismatch, "kfac merge: layer counts differ");
+  BL_CHECK(o.opt_.tokens == opt_.tokens && o.opt_.threshold == opt_.threshold && o.opt_.n_kfac == opt_.n_kfac,
+           code::kInvalidArgument, "kfac merge: options (tokens, threshold, nKfac) differ");
+  for (int l = 0; l < num_layers(); ++l) {
+    const auto &a = layers_[size_t(l)]->spec, &b = o.layers_[size_t(l)]->spec;
+    BL_CHECK(a.name == b.name && a.d_in == b.d_in && a.d_out == b.d_out, code::kShapeMismatch,
+             "kfac merge: layer ", l, " differs ('", a.name, "' vs '", b.name, "')");
+  }
+  for (int l = 0; l < num_layers(); ++l) {
+    KfacLayer &a = *layers_[size_t(l)], &b = *o.layers_[size_t(l)];
+    const double zb = b.Z;  // read first: `o` may be this object
+    a.A.merge_from(b.A);
+    a.G.merge_from(b.G);
+    a.Z += zb;
+  }
+}
+
+void KfacAccumulator::flush() {
+  for (auto& l : layers_) {
+    l->A.flush();
+    l->G.flush();
+  }
+}
+
+}  // namespace bl::laplace

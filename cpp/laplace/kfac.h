@@ -1,0 +1,133 @@
+// The K-FAC accumulator (spec section 4): per LoRA matrix ("layer") an input
+// factor SA (side d_in) and an output-gradient factor SG (side d_out), kept as
+// RAW SUMS with a per-layer count Z (never divided by a batch size), so that
+// F_l ~= (1/Z) SA (x) SG and two accumulators over disjoint data merge by
+// adding sums and counts.
+//
+// Token handling (pads masked out):
+//   reduce: per example x~ = mean over real tokens of x_t, g~ = sum_t g_t;
+//           one row per example, Z counts examples (with >= 1 real token).
+//   expand: every real token is a row; Z counts real tokens.
+// A side above `threshold` is a LowRankFactor (rank n_kfac); otherwise a
+// dense float64 d x d sum, to which each batch's Gram X^T X (float32 gemm,
+// the CPU backend's BLAS) is added.
+//
+// One example's input factor is accumulated ONCE while its gradient factor
+// accumulates over every backward pass of that example (C passes for the
+// exact Fisher, m passes with weight 1/m for the sampled one). The model's
+// backward pass reaches the accumulator through LoraObserver::observe; the
+// caller announces each pass with begin_example_pass(accumulate_inputs,
+// g_weight). Other ML stacks call add() directly.
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "backend/backend.h"
+#include "laplace/lowrank_factor.h"
+#include "laplace/tracked.h"
+#include "model/lora_observer.h"
+
+namespace bl::laplace {
+
+enum class TokenMode { kReduce = 0, kExpand = 1 };
+const char* token_mode_name(TokenMode m);
+TokenMode parse_token_mode(const std::string& s);  // "reduce" | "expand"
+
+struct KfacLayerSpec {
+  std::string name;
+  int d_in = 0;
+  int d_out = 0;
+};
+
+struct KfacOptions {
+  TokenMode tokens = TokenMode::kReduce;
+  int threshold = 512;  // a side d > threshold is low rank
+  int n_kfac = 10;      // retained rank of low-rank sides
+  int chunk = 0;        // low-rank pending columns per compression; 0 = auto
+};
+
+// One side of one layer: dense sum or low-rank factor.
+class KfacFactor {
+ public:
+  KfacFactor(int d, const KfacOptions& o, MemCounter* mc);
+  int d() const { return d_; }
+  bool lowrank() const { return bool(lr_); }
+  // Dense: S (d x d, row-major, float64 sums). Empty when low rank.
+  const dvec& dense() const { return S_; }
+  dvec& dense_mut() { return S_; }
+  LowRankFactor& lr() { return *lr_; }
+  const LowRankFactor& lr() const { return *lr_; }
+  // Add rows (n x d float32, row-major; each row scaled by `scale`) as outer
+  // products: S += scale^2 * X^T X.
+  void add_rows(const float* X, int n, double scale, fvec& scratch);
+  void flush() {
+    if (lr_) lr_->flush();
+  }
+  void merge_from(KfacFactor& o);
+
+ private:
+  int d_;
+  MemCounter* mc_;
+  dvec S_;
+  std::unique_ptr<LowRankFactor> lr_;
+};
+
+struct KfacLayer {
+  KfacLayerSpec spec;
+  KfacFactor A;   // input side, d_in
+  KfacFactor G;   // output-gradient side, d_out
+  double Z = 0;   // examples (reduce) or real tokens (expand) whose inputs were added
+};
+
+class KfacAccumulator : public LoraObserver {
+ public:
+  // `be` is the backend whose memory observe() receives (inputs are copied to
+  // host when it is not host memory). Throws INVALID_ARGUMENT on bad specs.
+  KfacAccumulator(std::vector<KfacLayerSpec> layers, KfacOptions opt, Backend* be = nullptr);
+
+  const KfacOptions& options() const { return opt_; }
+  int num_layers() const { return int(layers_.size()); }
+  const KfacLayer& layer(int l) const { return *layers_[size_t(l)]; }
+  KfacLayer& layer_mut(int l) { return *layers_[size_t(l)]; }
+  int find_layer(const std::string& name) const;  // -1 when absent
+
+  // Announce the next backward pass over the current batch: whether inputs
+  // (SA, Z) are accumulated in it, and the weight of its gradient outer
+  // products (rows are scaled by sqrt(g_weight)).
+  void begin_example_pass(bool accumulate_inputs, double g_weight);
+
+  // LoraObserver: m.id is the layer index (dims must match the spec).
+  void observe(const LoraMatrixInfo& m, const float* x, const float* g, int B, int T,
+               const uint8_t* mask) override;
+
+  // Direct entry for other ML stacks: x [B*T x d_in], g [B*T x d_out] host
+  // float32, rows b*T + t, mask [B*T] (nullptr: all real). x may be nullptr
+  // when accumulate_inputs is false; g may be nullptr to add inputs only.
+  void add(int layer, const float* x, const float* g, int B, int T, const uint8_t* mask,
+           bool accumulate_inputs, double g_weight);
+
+  // Add other's sums and counts (same layers and options). Flushes both.
+  void merge(KfacAccumulator& other);
+
+  // Compress pending low-rank columns (before reading factors).
+  void flush();
+
+  MemCounter& memory() { return mem_; }
+
+ private:
+  void add_host(int layer, const float* x, const float* g, int B, int T, const uint8_t* mask,
+                bool accumulate_inputs, double g_weight);
+
+  KfacOptions opt_;
+  Backend* be_;
+  MemCounter mem_;
+  std::vector<std::unique_ptr<KfacLayer>> layers_;
+  bool pass_inputs_ = true;
+  double pass_weight_ = 1.0;
+  // Scratch: reduced rows, dense batch Gram, host copies of device inputs.
+  fvec rows_, gram_, hx_, hg_;
+  std::vector<uint8_t> hmask_;
+};
+
+}  // namespace bl::laplace

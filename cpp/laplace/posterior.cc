@@ -1,0 +1,148 @@
+// Eigen form of the K-FAC Laplace posterior: log-det and quadratic forms (see posterior.h).
+#include "laplace/posterior.h"
+
+#include <cfloat>
+#include <cmath>
+
+#include "core/error.h"
+#include "laplace/linalg64.h"
+
+namespace bl::laplace {
+
+void factor_eigen(const KfacFactor& F, std::vector<double>& U, std::vector<double>& lam, int& k) {
+  const int d = F.d();
+  const size_t D = size_t(d);
+  if (!F.lowrank()) {
+    U.assign(D * D, 0.0);
+    lam.assign(D, 0.0);
+    la::sym_eig(d, F.dense().data(), lam.data(), U.data());
+    for (auto& v : lam) v = std::max(v, 0.0);  // PSD sums; negatives are rounding
+    k = d;
+    return;
+  }
+  const LowRankFactor& lr = F.lr();
+  BL_CHECK(lr.pending() == 0, code::kInternal, "factor_eigen: low-rank factor not flushed");
+  const int r = lr.rank();
+  const size_t R = size_t(r), ld = size_t(lr.ld());
+  if (r == 0) {
+    U.clear();
+    lam.clear();
+    k = 0;
+    return;
+  }
+  std::vector<double> G(R * R), V(R * R), w(R);
+  la::gram_cols(d, r, lr.data(), int(ld), G.data());
+  la::sym_eig(r, G.data(), w.data(), V.data());
+  const double tol = std::max(0.0, w[0]) * double(r) * 4 * DBL_EPSILON;
+  int kk = 0;
+  while (kk < r && w[size_t(kk)] > tol) ++kk;
+  U.assign(D * size_t(kk), 0.0);
+  lam.assign(w.begin(), w.begin() + kk);
+  // U = L V diag(1/sqrt(w)): orthonormal columns spanning L's range.
+  for (size_t i = 0; i < D; ++i) {
+    const double* Li = lr.data() + i * ld;
+    for (int j = 0; j < kk; ++j) {
+      double s = 0;
+      for (size_t c = 0; c < R; ++c) s += Li[c] * V[c * R + size_t(j)];
+      U[i * size_t(kk) + size_t(j)] = s / std::sqrt(w[size_t(j)]);
+    }
+  }
+  k = kk;
+}
+
+std::shared_ptr<Posterior> Posterior::from_kfac(KfacAccumulator& acc, double delta) {
+  acc.flush();
+  auto p = std::make_shared<Posterior>();
+  p->options = acc.options();
+  for (int l = 0; l < acc.num_layers(); ++l) {
+    const KfacLayer& L = acc.layer(l);
+    LayerEigen e;
+    e.name = L.spec.name;
+    e.d_in = L.spec.d_in;
+    e.d_out = L.spec.d_out;
+    e.Z = L.Z;
+    if (L.Z > 0) {  // no data: the posterior of this layer is its prior
+      factor_eigen(L.A, e.Ua, e.la, e.ka);
+      factor_eigen(L.G, e.Ug, e.lg, e.kg);
+    }
+    p->layers_.push_back(std::move(e));
+  }
+  p->set_prior(delta);
+  return p;
+}
+
+int64_t Posterior::num_params() const {
+  int64_t n = 0;
+  for (auto& l : layers_) n += l.D();
+  return n;
+}
+
+void Posterior::set_prior(double delta) {
+  BL_CHECK(std::isfinite(delta) && delta > 0, code::kInvalidArgument, "prior precision must be finite and > 0, got ",
+           delta);
+  delta_.assign(layers_.size(), delta);
+}
+
+void Posterior::set_prior(const std::vector<double>& deltas) {
+  BL_CHECK(deltas.size() == layers_.size(), code::kShapeMismatch, "got ", deltas.size(),
+           " prior precisions for ", layers_.size(), " layers");
+  for (double d : deltas)
+    BL_CHECK(std::isfinite(d) && d > 0, code::kInvalidArgument, "prior precision must be finite and > 0, got ", d);
+  delta_ = deltas;
+}
+
+double Posterior::log_det_layer(int l) const {
+  const LayerEigen& e = layers_[size_t(l)];
+  const double delta = delta_[size_t(l)];
+  double s = 0;
+  for (int i = 0; i < e.ka; ++i)
+    for (int j = 0; j < e.kg; ++j) s += std::log(e.fisher_eig(i, j) + delta);
+  return s + double(e.D() - int64_t(e.ka) * e.kg) * std::log(delta);
+}
+
+double Posterior::log_det() const {
+  double s = 0;
+  for (int l = 0; l < num_layers(); ++l) s += log_det_layer(l);
+  return s;
+}
+
+void Posterior::project(int l, const double* J, double* out) const {
+  const LayerEigen& e = layers_[size_t(l)];
+  if (e.ka == 0 || e.kg == 0) return;
+  std::vector<double> JU(size_t(e.d_out) * size_t(e.ka));
+  la::gemm_nn(e.d_out, e.d_in, e.ka, J, e.Ua.data(), JU.data());     // J Ua
+  la::gemm_tn(e.d_out, e.kg, e.ka, e.Ug.data(), JU.data(), out);       // Ug^T (J Ua)
+}
+
+double Posterior::quad_from_projections(int l, const double* PJ, const double* PJ2, double frob) const {
+  const LayerEigen& e = layers_[size_t(l)];
+  const double delta = delta_[size_t(l)];
+  double s = frob / delta;
+  // 1/(f + delta) - 1/delta = -f / (delta (f + delta)), without cancellation.
+  for (int j = 0; j < e.kg; ++j)
+    for (int i = 0; i < e.ka; ++i) {
+      const double f = e.fisher_eig(i, j);
+      if (f == 0) continue;
+      const size_t idx = size_t(j) * size_t(e.ka) + size_t(i);
+      s -= f / (delta * (f + delta)) * PJ[idx] * PJ2[idx];
+    }
+  return s;
+}
+
+double Posterior::quad_form(int l, const double* J, const double* J2) const {
+  BL_CHECK(l >= 0 && l < num_layers(), code::kInvalidArgument, "layer index ", l, " out of range");
+  const LayerEigen& e = layers_[size_t(l)];
+  if (!J2) J2 = J;
+  double frob = 0;
+  for (int64_t i = 0; i < e.D(); ++i) frob += J[i] * J2[i];
+  const size_t np = size_t(e.ka) * size_t(e.kg);
+  std::vector<double> P1(np), P2(np);
+  project(l, J, P1.data());
+  if (J2 == J)
+    P2 = P1;
+  else
+    project(l, J2, P2.data());
+  return quad_from_projections(l, P1.data(), P2.data(), frob);
+}
+
+}  // namespace bl::laplace

@@ -1,0 +1,73 @@
+// The Laplace posterior in eigen form (spec section 6). Per layer l (one LoRA
+// matrix, W laid out d_out x d_in, gradient side left, input side right):
+//   SA = Ua diag(la) Ua^T,  SG = Ug diag(lg) Ug^T  (low-rank side: Ua = U,
+//   la = Sigma^2, its orthogonal complement has eigenvalue 0), and
+//   eig(P_l) = la_i lg_j / Z + delta_l   on span(ua_i (x) ug_j),
+//            = delta_l                    on the complement.
+// From this: log|P_l| and quadratic forms vec(J)^T P_l^-1 vec(J') through the
+// projections Ug^T J Ua only. Nothing of size D_l x D_l is formed.
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "laplace/kfac.h"
+
+namespace bl::laplace {
+
+struct LayerEigen {
+  std::string name;
+  int d_in = 0, d_out = 0;
+  double Z = 0;             // count the factors were summed over
+  int ka = 0, kg = 0;       // retained eigenpairs (input side, gradient side)
+  std::vector<double> Ua;   // d_in x ka, row-major, orthonormal columns
+  std::vector<double> la;   // ka, descending, >= 0
+  std::vector<double> Ug;   // d_out x kg
+  std::vector<double> lg;   // kg
+  int64_t D() const { return int64_t(d_in) * int64_t(d_out); }
+  // la_i lg_j / Z (the Fisher eigenvalue on span(ua_i (x) ug_j)); 0 when Z == 0.
+  double fisher_eig(int i, int j) const { return Z > 0 ? la[size_t(i)] * lg[size_t(j)] / Z : 0.0; }
+};
+
+// Eigen form of one factor side: dense d x d sums (eigendecomposition, small
+// negative rounding clamped to 0) or a low-rank L (Gram eigen of L^T L; only
+// positive directions kept).
+void factor_eigen(const KfacFactor& F, std::vector<double>& U, std::vector<double>& lam, int& k);
+
+class Posterior {
+ public:
+  // Eigen form of every layer of `acc` (flushes pending low-rank columns),
+  // with prior precision delta for every layer.
+  static std::shared_ptr<Posterior> from_kfac(KfacAccumulator& acc, double delta);
+
+  int num_layers() const { return int(layers_.size()); }
+  const LayerEigen& layer(int l) const { return layers_[size_t(l)]; }
+  std::vector<LayerEigen>& layers_mut() { return layers_; }
+  int64_t num_params() const;
+
+  // Prior precision: one value for all layers, or one per layer (> 0, finite).
+  void set_prior(double delta);
+  void set_prior(const std::vector<double>& deltas);
+  const std::vector<double>& prior() const { return delta_; }
+
+  // log|P_l| = sum_ij log(la_i lg_j / Z + delta) + (D_l - ka kg) log delta.
+  double log_det_layer(int l) const;
+  double log_det() const;
+
+  // Projection Ug^T J Ua (kg x ka, row-major) of J (d_out x d_in, row-major).
+  void project(int l, const double* J, double* out) const;
+  // vec(J)^T P_l^-1 vec(J2) from projections and <J, J2>_F (section 6).
+  double quad_from_projections(int l, const double* PJ, const double* PJ2, double frob) const;
+  // vec(J)^T P_l^-1 vec(J2) (J2 == nullptr: J2 = J).
+  double quad_form(int l, const double* J, const double* J2) const;
+
+  // Which Fisher and options produced it (persisted; informational here).
+  std::string fisher = "unknown";
+  KfacOptions options;
+
+ private:
+  std::vector<LayerEigen> layers_;
+  std::vector<double> delta_;
+};
+
+}  // namespace bl::laplace
