@@ -128,6 +128,21 @@ export function fdGrad(f: (x: Float64Array) => number, x: Float64Array, h = 1e-4
   return g;
 }
 
+/** Central differences at selected coordinates only (for inputs too large to sweep). */
+export function fdGradAt(f: (x: Float64Array) => number, x: Float64Array, idx: number[], h = 1e-4): Float64Array {
+  const g = new Float64Array(idx.length);
+  idx.forEach((i, n) => {
+    const xi = x[i];
+    x[i] = xi + h;
+    const fp = f(x);
+    x[i] = xi - h;
+    const fm = f(x);
+    x[i] = xi;
+    g[n] = (fp - fm) / (2 * h);
+  });
+  return g;
+}
+
 /** Assert that fn throws a BayesLoraError with the given code. */
 export function expectError(fn: () => unknown, code: string): void {
   let thrown: unknown;

@@ -15,6 +15,7 @@ import {
   expectGradClose,
   f64,
   fdGrad,
+  fdGradAt,
 } from '../helpers/reference.ts';
 
 // Forward tolerance: outputs are convex combinations of O(1) values; float32
@@ -127,12 +128,42 @@ describe('attention', () => {
     for (let i = 0; i < 4 * s.H * s.hd; i++) expect(g.dq[i]).toBe(0);
   });
 
-  it('larger shape: forward against the reference (exercises the GEMM blocking)', () => {
-    const s = { B: 2, T: 37, H: 4, Hkv: 2, hd: 24 };
+  it('sequences longer than the 64-row causal tile: gradients across tiles', () => {
+    // A full finite-difference sweep at T = 70 costs seconds in JS, so the
+    // check samples coordinates: every entry of rows 62..66 (both sides of the
+    // tile boundary), the last row, and random others.
+    const s = { B: 1, T: 70, H: 2, Hkv: 1, hd: 2 };
+    const mask = padMask(1, s.T, [[3, 68]]);
+    const { q, k, v, R } = inputs(s, 12);
+    const scale = 0.7;
+    const { out, saved } = attentionFwd({ ...s, q, k, v, mask, scale });
+    expectClose(out, attentionRef(q, k, v, mask, s, scale).out, FWD, 'out');
+    const g = attentionBwd({ ...s, dout: R, saved, q, k, v, mask, scale });
+    const qd = f64(q);
+    const kd = f64(k);
+    const vd = f64(v);
+    const L = (qq: Float64Array, kk: Float64Array, vv: Float64Array) => dot(attentionRef(qq, kk, vv, mask, s, scale).out, R);
+    const rng = new Rng(13);
+    const pick = (width: number) => {
+      const idx = new Set<number>();
+      for (const t of [62, 63, 64, 65, 66, 69]) for (let j = 0; j < width; j++) idx.add(t * width + j);
+      while (idx.size < 60) idx.add(rng.int(0, s.T * width - 1));
+      return [...idx];
+    };
+    const at = (a: Float32Array, idx: number[]) => idx.map((i) => a[i]);
+    const iq = pick(s.H * s.hd);
+    const ik = pick(s.Hkv * s.hd);
+    expectGradClose(at(g.dq, iq), fdGradAt((x) => L(x, kd, vd), qd, iq), 'dq');
+    expectGradClose(at(g.dk, ik), fdGradAt((x) => L(qd, x, vd), kd, ik), 'dk');
+    expectGradClose(at(g.dv, ik), fdGradAt((x) => L(qd, kd, x), vd, ik), 'dv');
+  });
+
+  it('larger shape: forward against the reference (several causal tiles)', () => {
+    const s = { B: 2, T: 137, H: 4, Hkv: 2, hd: 24 };
     const { q, k, v } = inputs(s, 8);
-    const mask = padMask(2, 37, [
-      [5, 37],
-      [0, 30],
+    const mask = padMask(2, 137, [
+      [5, 137],
+      [0, 100],
     ]);
     const { out, saved } = attentionFwd({ ...s, q, k, v, mask, scale: 1 / Math.sqrt(s.hd) });
     const ref = attentionRef(q, k, v, mask, s, 1 / Math.sqrt(s.hd));
@@ -141,10 +172,10 @@ describe('attention', () => {
     // every real query row of P is a probability distribution
     for (let b = 0; b < 2; b++)
       for (let h = 0; h < 4; h++)
-        for (let t = 0; t < 37; t++) {
+        for (let t = 0; t < 137; t++) {
           let z = 0;
-          for (let u = 0; u < 37; u++) z += saved[((b * 4 + h) * 37 + t) * 37 + u];
-          expect(z).toBeCloseTo(mask[b * 37 + t] ? 1 : 0, 5);
+          for (let u = 0; u < 137; u++) z += saved[((b * 4 + h) * 137 + t) * 137 + u];
+          expect(z).toBeCloseTo(mask[b * 137 + t] ? 1 : 0, 5);
         }
   });
 
