@@ -93,6 +93,8 @@ PriorFit optimize_prior(Posterior& p, double log_lik, const std::vector<double>&
   BL_CHECK(std::isfinite(lo) && std::isfinite(hi) && lo > 0 && hi >= lo, code::kInvalidArgument,
            "prior bounds must satisfy 0 < lo <= hi < inf");
   const double a = std::log(lo), b = std::log(hi);
+  // A maximiser on a bound is that bound exactly (exp(log(x)) may differ from x).
+  auto to_delta = [&](double rho) { return rho <= a ? lo : rho >= b ? hi : std::min(std::max(std::exp(rho), lo), hi); };
   PriorFit fit;
   const int L = p.num_layers();
   if (per_layer) {
@@ -101,7 +103,7 @@ PriorFit optimize_prior(Posterior& p, double log_lik, const std::vector<double>&
       auto gh = [&](double rho, double& g, double& h) {
         layer_derivs(p.layer(l), std::exp(rho), theta_sq[size_t(l)], g, h);
       };
-      fit.deltas[size_t(l)] = std::exp(find_root(gh, a, b, std::log(p.prior()[size_t(l)]), fit.iterations));
+      fit.deltas[size_t(l)] = to_delta(find_root(gh, a, b, std::log(p.prior()[size_t(l)]), fit.iterations));
     }
   } else {
     auto gh = [&](double rho, double& g, double& h) {
@@ -114,11 +116,9 @@ PriorFit optimize_prior(Posterior& p, double log_lik, const std::vector<double>&
         h += hl;
       }
     };
-    const double d = std::exp(find_root(gh, a, b, std::log(p.prior()[0]), fit.iterations));
+    const double d = to_delta(find_root(gh, a, b, std::log(p.prior()[0]), fit.iterations));
     fit.deltas.assign(size_t(L), d);
   }
-  // Bounds are inclusive; exp(log(x)) may step just outside them.
-  for (auto& d : fit.deltas) d = std::min(std::max(d, lo), hi);
   p.set_prior(fit.deltas);
   fit.log_marglik = log_marglik(p, log_lik, theta_sq);
   return fit;

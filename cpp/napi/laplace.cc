@@ -61,7 +61,9 @@ class Lock {
   ~Lock() { release(); }
   Lock(const Lock&) = delete;
   Lock& operator=(const Lock&) = delete;
-  // Release early (at the end of async work, on the worker thread); only the
+  // Release when an async call's promise settles (its done callback, on the JS
+  // thread): until then the call is in flight and others get BUSY. Without a
+  // done callback (the work failed) the lock goes with the worker. Only the
   // first release clears the flag, which another call may hold afterwards.
   void release() {
     if (held_.exchange(false)) f_->store(false);
@@ -72,14 +74,7 @@ class Lock {
   std::atomic<bool> held_{true};
 };
 
-// Releases a lock when the async work body ends, however it ends.
-struct ReleaseAtEnd {
-  std::shared_ptr<Lock> a, b;
-  ~ReleaseAtEnd() {
-    if (a) a->release();
-    if (b) b->release();
-  }
-};
+
 
 std::vector<double> read_f64_list(const Napi::Value& v, const char* what) {
   std::vector<double> out;
@@ -364,9 +359,12 @@ Napi::Value PosteriorWrap::OptimizePrior(const Napi::CallbackInfo& info) {
   return run_async(
       info.Env(), "bayeslora.laplace.optimizePrior",
       [p, lk, ll, theta, per_layer, lo, hi, fit] {
-        ReleaseAtEnd r{lk, nullptr};
         *fit = optimize_prior(*p, ll, theta, per_layer, lo, hi); },
-      [fit, lk](Napi::Env env) -> Napi::Value { return prior_fit_object(env, *fit); }, {info.This()});
+      [fit, lk](Napi::Env env) -> Napi::Value {
+        lk->release();
+        return prior_fit_object(env, *fit);
+      },
+      {info.This()});
 }
 
 // lambda(jacobians, {B, C}): jacobians[l] is a Float32Array [B*C*dOut*dIn]
@@ -392,7 +390,6 @@ Napi::Value PosteriorWrap::Lambda(const Napi::CallbackInfo& info) {
   return run_async(
       info.Env(), "bayeslora.laplace.lambda",
       [p, lk, jac, out, B, C] {
-        ReleaseAtEnd r{lk, nullptr};
         JacobianProjector jp(p);
         jp.begin_batch(B, C);
         for (int l = 0; l < p->num_layers(); ++l) {
@@ -404,7 +401,11 @@ Napi::Value PosteriorWrap::Lambda(const Napi::CallbackInfo& info) {
         }
         *out = jp.lambda();
       },
-      [out, lk](Napi::Env env) -> Napi::Value { return to_f64(env, out->data(), out->size()); }, {info.This()});
+      [out, lk](Napi::Env env) -> Napi::Value {
+        lk->release();
+        return to_f64(env, out->data(), out->size());
+      },
+      {info.This()});
 }
 
 Napi::Value PosteriorWrap::Dispose(const Napi::CallbackInfo& info) {
@@ -538,11 +539,11 @@ Napi::Value KfacWrap::Add(const Napi::CallbackInfo& info) {
   return run_async(
       info.Env(), "bayeslora.kfac.add",
       [a, lk, l, x, g, mask, B, T, inputs, weight, has_x, has_g] {
-        ReleaseAtEnd r{lk, nullptr};
         a->add(l, has_x ? x->data() : nullptr, has_g ? g->data() : nullptr, B, T,
                mask->empty() ? nullptr : mask->data(), inputs && has_x, weight);
       },
       [this, lk](Napi::Env env) -> Napi::Value {
+        lk->release();
         sync_memory(env);
         return env.Undefined();
       },
@@ -560,10 +561,11 @@ Napi::Value KfacWrap::Merge(const Napi::CallbackInfo& info) {
   if (other != this) lk2 = std::make_shared<Lock>(other->h_.busy, "the other K-FAC accumulator");
   return run_async(
       info.Env(), "bayeslora.kfac.merge", [a, b, lk, lk2] {
-        ReleaseAtEnd r{lk, lk2};
         a->merge(*b);
       },
       [this, other, lk, lk2](Napi::Env env) -> Napi::Value {
+        lk->release();
+        if (lk2) lk2->release();
         sync_memory(env);
         other->sync_memory(env);
         return env.Undefined();
@@ -590,11 +592,11 @@ Napi::Value KfacWrap::MakePosterior(const Napi::CallbackInfo& info) {
   return run_async(
       info.Env(), "bayeslora.kfac.posterior",
       [a, lk, out, delta, deltas] {
-        ReleaseAtEnd r{lk, nullptr};
         *out = Posterior::from_kfac(*a, delta);
         if (!deltas.empty()) (*out)->set_prior(deltas);
       },
       [this, ctor, out, lk](Napi::Env env) -> Napi::Value {
+        lk->release();
         sync_memory(env);
         return PosteriorWrap::Wrap(env, ctor, *out);
       },
