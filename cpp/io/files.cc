@@ -41,7 +41,8 @@ bool is_directory(const std::string& path) {
 
 std::string read_text_file(const std::string& path, size_t max_bytes) {
   if (path.find('\0') != std::string::npos) fail(code::kInvalidArgument, "path contains a NUL byte");
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: opening a FIFO or device must not hang; non-regular files are rejected below.
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) fail(code::kIo, path, ": cannot open: ", os_error(errno));
   struct Closer {
     int fd;

@@ -111,7 +111,8 @@ SafetensorsFile::~SafetensorsFile() {
 
 std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) {
   if (path.find('\0') != std::string::npos) fail(code::kInvalidArgument, "path contains a NUL byte");
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: opening a FIFO or device must not hang; non-regular files are rejected below.
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) fail(code::kIo, path, ": cannot open: ", std::strerror(errno));
   struct stat st;
   if (::fstat(fd, &st) != 0) {

@@ -4,6 +4,12 @@
 // then the data section. Validation: header length within file and below a
 // size limit, JSON well-formed, known dtypes, shape product * dtype size ==
 // byte count, offsets within the data section, no overlaps, names unique.
+// Guarantees to callers: TensorEntry::data is aligned to its element size
+// (tensors of files that are not are copied into an aligned read-only buffer)
+// and stays valid while the SafetensorsFile (or the Checkpoint holding it)
+// lives; tensors() is in file (offset) order. A file truncated by another
+// process while mapped can still raise SIGBUS: weights are expected to be
+// immutable while loaded (our writers replace files by rename, which is safe).
 #pragma once
 #include <cstdint>
 #include <map>

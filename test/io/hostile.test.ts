@@ -2,6 +2,7 @@
 // checkpoint directory must raise a typed BayesLoraError naming the file
 // (BAD_FILE, or IO_ERROR for files that are missing), never crash, hang or
 // read out of bounds. Ends with a bounded random-mutation loop.
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -104,6 +105,17 @@ describe('malformed safetensors files', () => {
     expectTypedError(() => readSafetensorsInfo(dir), 'IO_ERROR', dir);
     expectTypedError(() => readSafetensorsInfo(''), 'IO_ERROR');
     expectTypedError(() => readSafetensorsInfo(42 as unknown as string), 'INVALID_ARGUMENT');
+    expectTypedError(() => readSafetensorsInfo(`${missing}\u0000x`), 'INVALID_ARGUMENT', 'NUL');
+  });
+
+  it('a FIFO is refused without blocking', () => {
+    const fifo = path.join(dir, 'pipe.safetensors');
+    try {
+      execFileSync('mkfifo', [fifo]);
+    } catch {
+      return; // no mkfifo on this platform: nothing to check
+    }
+    expectTypedError(() => readSafetensorsInfo(fifo), 'IO_ERROR', fifo, 'regular');
   });
 
   it('accepts the edge cases that are valid: empty header object, empty tensors, gaps, scalar', () => {
