@@ -6,6 +6,7 @@
 namespace bl {
 
 void convert_to_f32(float* dst, const void* src, DType t, size_t n) {
+  if (n == 0) return;
   switch (t) {
     case DType::F32:
       std::memcpy(dst, src, n * 4);
