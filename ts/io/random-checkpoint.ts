@@ -5,7 +5,7 @@
 // near 1. Pure TypeScript (no addon needed). Tokenizer files are not written.
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
-import { writeFileAtomic, writeSafetensorsFile, type TensorToWrite } from '../../ts/io/safetensors.ts';
+import { writeFileAtomic, writeSafetensorsFile, type TensorToWrite } from './safetensors.ts';
 
 export type TinyArch = 'llama' | 'mistral' | 'qwen2' | 'LlamaForCausalLM' | 'MistralForCausalLM' | 'Qwen2ForCausalLM';
 
