@@ -21,6 +21,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "backend/backend.h"
@@ -114,6 +115,10 @@ class LlamaModel {
   // Host copy of the class logits of the last forward_mc ([B*C]).
   std::vector<float> last_mc_logits() const;
   bool forward_valid() const { return fwd_valid_; }
+  // Shape (B, C) of the last valid forward_mc, (0, 0) when there is none.
+  std::pair<int, int> mc_shape() const {
+    return fwd_valid_ && a_.mode == WsMode::kMc ? std::make_pair(a_.B, a_.C) : std::make_pair(0, 0);
+  }
   void invalidate_forward() { fwd_valid_ = false; }
 
   // ---- training ------------------------------------------------------------------
@@ -122,6 +127,7 @@ class LlamaModel {
   std::vector<TrainTensor> trainable_tensors();
   int64_t num_trainable() const;
   AdamW& optimizer() { return adamw_; }
+  const AdamW& optimizer() const { return adamw_; }
   // Clip, AdamW-update every trainable tensor, zero gradients, invalidate the forward.
   StepReport optimizer_step(const AdamWOptions& o);
 
