@@ -290,6 +290,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value Backward(const Napi::CallbackInfo& info);
   Napi::Value OptimizerStep(const Napi::CallbackInfo& info);
   Napi::Value ResetOptimizer(const Napi::CallbackInfo& info);
+  Napi::Value ZeroGrads(const Napi::CallbackInfo& info);
   Napi::Value LmStep(const Napi::CallbackInfo& info);
   Napi::Value LmLoss(const Napi::CallbackInfo& info);
   Napi::Value BackwardSeed(const Napi::CallbackInfo& info);
@@ -329,6 +330,7 @@ Napi::Function ModelWrap::Define(Napi::Env env) {
           InstanceMethod("backward", &ModelWrap::call<&ModelWrap::Backward>),
           InstanceMethod("optimizerStep", &ModelWrap::call<&ModelWrap::OptimizerStep>),
           InstanceMethod("resetOptimizer", &ModelWrap::call<&ModelWrap::ResetOptimizer>),
+          InstanceMethod("zeroGrads", &ModelWrap::call<&ModelWrap::ZeroGrads>),
           InstanceMethod("lmStep", &ModelWrap::call<&ModelWrap::LmStep>),
           InstanceMethod("lmLoss", &ModelWrap::call<&ModelWrap::LmLoss>),
           InstanceMethod("backwardSeed", &ModelWrap::call<&ModelWrap::BackwardSeed>),
@@ -486,6 +488,12 @@ Napi::Value ModelWrap::ResetOptimizer(const Napi::CallbackInfo& info) {
   l->model().optimizer().reset();
   l->model().zero_grads();
   l->report_memory(info.Env());
+  return info.Env().Undefined();
+}
+
+Napi::Value ModelWrap::ZeroGrads(const Napi::CallbackInfo& info) {
+  auto l = lease();
+  l->model().zero_grads();
   return info.Env().Undefined();
 }
 
