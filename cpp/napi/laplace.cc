@@ -18,6 +18,7 @@
 #include "laplace/kfac.h"
 #include "laplace/linalg64.h"
 #include "laplace/marglik.h"
+#include "laplace/persist.h"
 #include "laplace/posterior.h"
 #include "laplace/predictive.h"
 #include "napi/modules.h"
@@ -157,6 +158,7 @@ class PosteriorWrap : public Napi::ObjectWrap<PosteriorWrap> {
   ~PosteriorWrap() override;
   // Create a JS LaplacePosterior around `p` (JS thread).
   static Napi::Object Wrap(Napi::Env env, Napi::FunctionReference* ctor, std::shared_ptr<Posterior> p);
+  std::shared_ptr<Posterior> posterior_or_throw() const { return post(); }
 
  private:
   using Method = Napi::Value (PosteriorWrap::*)(const Napi::CallbackInfo&);
@@ -424,10 +426,12 @@ Napi::Value PosteriorWrap::Disposed(const Napi::CallbackInfo& info) {
 
 class KfacWrap : public Napi::ObjectWrap<KfacWrap> {
  public:
-  static void Define(Napi::Env env, Napi::Object exports, Napi::FunctionReference* post_ctor);
+  static Napi::FunctionReference* Define(Napi::Env env, Napi::Object exports, Napi::FunctionReference* post_ctor);
   explicit KfacWrap(const Napi::CallbackInfo& info);
   ~KfacWrap() override;
   KfacHandle& handle() { return h_; }
+  // Create a JS KfacAccumulator around `a` (JS thread).
+  static Napi::Object Wrap(Napi::Env env, Napi::FunctionReference* ctor, std::shared_ptr<KfacAccumulator> a);
 
  private:
   using Method = Napi::Value (KfacWrap::*)(const Napi::CallbackInfo&);
@@ -461,7 +465,8 @@ class KfacWrap : public Napi::ObjectWrap<KfacWrap> {
   KfacHandle h_;
 };
 
-void KfacWrap::Define(Napi::Env env, Napi::Object exports, Napi::FunctionReference* post_ctor) {
+Napi::FunctionReference* KfacWrap::Define(Napi::Env env, Napi::Object exports, Napi::FunctionReference* post_ctor) {
+  auto* ctor = new Napi::FunctionReference();
   Napi::Function cls = DefineClass(
       env, "KfacAccumulator",
       {
@@ -476,11 +481,26 @@ void KfacWrap::Define(Napi::Env env, Napi::Object exports, Napi::FunctionReferen
           InstanceMethod("dispose", &KfacWrap::call<&KfacWrap::Dispose>),
           InstanceMethod("isDisposed", &KfacWrap::call<&KfacWrap::Disposed>),
       });
+  *ctor = Napi::Persistent(cls);
+  env.AddCleanupHook([ctor] { delete ctor; });
   exports.Set("KfacAccumulator", cls);
+  return ctor;
+}
+
+Napi::Object KfacWrap::Wrap(Napi::Env env, Napi::FunctionReference* ctor, std::shared_ptr<KfacAccumulator> a) {
+  auto ext = Napi::External<std::shared_ptr<KfacAccumulator>>::New(env, &a);
+  Napi::Object obj = ctor->New({ext});
+  return obj;
 }
 
 KfacWrap::KfacWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<KfacWrap>(info) {
   guarded(info, [this](const Napi::CallbackInfo& i) -> Napi::Value {
+    if (i.Length() >= 1 && i[0].IsExternal()) {  // from loadLaplace
+      h_.acc = *i[0].As<Napi::External<std::shared_ptr<KfacAccumulator>>>().Data();
+      napi_type_tag_object(i.Env(), i.This(), &kKfacTag);
+      sync_memory(i.Env());
+      return i.Env().Undefined();
+    }
     Napi::Object o = get_object(i[0], "options");
     BL_CHECK(o.Get("layers").IsArray(), code::kInvalidArgument, "options.layers must be an array");
     Napi::Array la = o.Get("layers").As<Napi::Array>();
@@ -743,11 +763,95 @@ Napi::Value CounterNormal(const Napi::CallbackInfo& info) {
   return to_f64(info.Env(), v.data(), v.size());
 }
 
+// saveLaplace(path, accumulator, posterior | null, {fisher = 'unknown', adapterId = ''})
+// writes the factors, counts and the posterior's priors (1 without one).
+Napi::Value SaveLaplace(const Napi::CallbackInfo& info) {
+  const std::string path = get_string(info[0], "path");
+  BL_CHECK(is_tagged(info.Env(), info[1], &kKfacTag), code::kInvalidArgument, "saveLaplace expects a KfacAccumulator");
+  KfacWrap* kw = KfacWrap::Unwrap(info[1].As<Napi::Object>());
+  BL_CHECK(kw->handle().acc != nullptr, code::kDisposed, "the K-FAC accumulator has been disposed");
+  auto acc = kw->handle().acc;
+  std::vector<double> priors(size_t(acc->num_layers()), 1.0);
+  std::string fisher = "unknown";
+  if (!(info[2].IsNull() || info[2].IsUndefined())) {
+    BL_CHECK(is_tagged(info.Env(), info[2], &kPosteriorTag), code::kInvalidArgument,
+             "saveLaplace expects a LaplacePosterior or null");
+    auto* pw = PosteriorWrap::Unwrap(info[2].As<Napi::Object>());
+    auto p = pw->posterior_or_throw();
+    BL_CHECK(p->num_layers() == acc->num_layers(), code::kShapeMismatch,
+             "the posterior and the accumulator have different layers");
+    for (int l = 0; l < p->num_layers(); ++l)
+      BL_CHECK(p->layer(l).name == acc->layer(l).spec.name && p->layer(l).D() == int64_t(acc->layer(l).spec.d_in) * acc->layer(l).spec.d_out,
+               code::kShapeMismatch, "the posterior and the accumulator have different layers");
+    priors = p->prior();
+    fisher = p->fisher;
+  }
+  Napi::Object o = options_arg(info, 3, "options");
+  fisher = opt_string(o, "fisher", fisher);
+  const std::string adapter = opt_string(o, "adapterId", "");
+  auto lk = std::make_shared<Lock>(kw->handle().busy, "the K-FAC accumulator");
+  return run_async(
+      info.Env(), "bayeslora.laplace.save", [acc, lk, path, priors, fisher, adapter] {
+        save_laplace(path, *acc, priors, fisher, adapter);
+      },
+      [lk](Napi::Env env) -> Napi::Value {
+        lk->release();
+        return env.Undefined();
+      },
+      {info[1]});
+}
+
+// loadLaplace(path, {adapterId?}) -> {accumulator, posterior, fisher, adapterId}
+Napi::Value LoadLaplace(const Napi::CallbackInfo& info) {
+  auto* ctors = static_cast<std::pair<Napi::FunctionReference*, Napi::FunctionReference*>*>(info.Data());
+  const std::string path = get_string(info[0], "path");
+  Napi::Object o = options_arg(info, 1, "options");
+  const std::string expected = opt_string(o, "adapterId", "");
+  auto out = std::make_shared<LoadedLaplace>();
+  return run_async(
+      info.Env(), "bayeslora.laplace.load", [out, path, expected] { *out = load_laplace(path, expected); },
+      [out, ctors](Napi::Env env) -> Napi::Value {
+        Napi::Object r = Napi::Object::New(env);
+        r.Set("accumulator", KfacWrap::Wrap(env, ctors->first, out->acc));
+        r.Set("posterior", PosteriorWrap::Wrap(env, ctors->second, out->post));
+        r.Set("fisher", out->fisher);
+        r.Set("adapterId", out->adapter_id);
+        return r;
+      });
+}
+
+Napi::Value AdapterIdentity(const Napi::CallbackInfo& info) {
+  BL_CHECK(info[0].IsArray(), code::kInvalidArgument, "tensors must be an array of {name, shape, data}");
+  Napi::Array a = info[0].As<Napi::Array>();
+  std::vector<AdapterTensorRef> refs;
+  for (uint32_t i = 0; i < a.Length(); ++i) {
+    Napi::Object t = get_object(a.Get(i), "tensor");
+    AdapterTensorRef r;
+    r.name = get_string(t.Get("name"), "tensor.name");
+    BL_CHECK(t.Get("shape").IsArray(), code::kInvalidArgument, "tensor.shape must be an array");
+    Napi::Array sh = t.Get("shape").As<Napi::Array>();
+    int64_t n = 1;
+    for (uint32_t j = 0; j < sh.Length(); ++j) {
+      r.shape.push_back(get_int(sh.Get(j), "tensor.shape[i]", 0, int64_t(1) << 40));
+      n *= r.shape.back();
+      BL_CHECK(n <= (int64_t(1) << 40), code::kInvalidArgument, "tensor too large");
+    }
+    r.data = get_f32(t.Get("data"), "tensor.data", n).data;
+    refs.push_back(r);
+  }
+  return Napi::String::New(info.Env(), adapter_identity(refs));
+}
+
 }  // namespace
 
 void init_laplace(Napi::Env env, Napi::Object exports) {
   Napi::FunctionReference* post_ctor = PosteriorWrap::Define(env, exports);
-  KfacWrap::Define(env, exports, post_ctor);
+  Napi::FunctionReference* kfac_ctor = KfacWrap::Define(env, exports, post_ctor);
+  auto* ctors = new std::pair<Napi::FunctionReference*, Napi::FunctionReference*>(kfac_ctor, post_ctor);
+  env.AddCleanupHook([ctors] { delete ctors; });
+  exports.Set("saveLaplace", Napi::Function::New(env, BL_NAPI(SaveLaplace)));
+  exports.Set("loadLaplace", Napi::Function::New(env, BL_NAPI(LoadLaplace), "loadLaplace", ctors));
+  exports.Set("adapterIdentity", Napi::Function::New(env, BL_NAPI(AdapterIdentity)));
   exports.Set("predictiveProbs", Napi::Function::New(env, BL_NAPI(PredictiveProbs)));
   Napi::Object internal = Napi::Object::New(env);
   internal.Set("symEig", Napi::Function::New(env, BL_NAPI(SymEig)));

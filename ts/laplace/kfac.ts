@@ -143,7 +143,12 @@ export class KfacAccumulator {
   readonly raw: Raw;
   constructor(o: KfacOptions) {
     const n = loadNative();
-    this.raw = native(() => new n.KfacAccumulator(o));
+    // (an already-native accumulator when wrapped by fromRaw)
+    this.raw = (o as { raw?: Raw }).raw ?? native(() => new n.KfacAccumulator(o));
+  }
+  /** @internal Wrap a native accumulator (e.g. from loadLaplace). */
+  static fromRaw(raw: Raw): KfacAccumulator {
+    return new KfacAccumulator({ raw } as unknown as KfacOptions);
   }
   /**
    * Add one batch for one layer: x [B*T*dIn] inputs, g [B*T*dOut] output gradients,

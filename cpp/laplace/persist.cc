@@ -1,0 +1,209 @@
+// Save/load of K-FAC factors, counts, priors and identity (see persist.h).
+#include "laplace/persist.h"
+
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <map>
+
+#include "core/error.h"
+#include "io/json.h"
+#include "io/safetensors.h"
+
+namespace bl::laplace {
+
+namespace {
+
+constexpr const char* kFormat = "bayeslora.laplace";
+constexpr const char* kVersion = "1";
+
+struct Fnv {
+  uint64_t h = 0xcbf29ce484222325ull;
+  void bytes(const void* p, size_t n) {
+    const auto* b = static_cast<const unsigned char*>(p);
+    for (size_t i = 0; i < n; ++i) {
+      h ^= b[i];
+      h *= 0x100000001b3ull;
+    }
+  }
+  void i64(int64_t v) {
+    unsigned char le[8];
+    for (int i = 0; i < 8; ++i) le[i] = static_cast<unsigned char>(uint64_t(v) >> (8 * i));
+    bytes(le, 8);
+  }
+};
+
+std::string factor_name(int l, char side) { return "l" + std::to_string(l) + "." + side; }
+
+}  // namespace
+
+std::string adapter_identity(const std::vector<AdapterTensorRef>& tensors) {
+  Fnv f;
+  f.i64(int64_t(tensors.size()));
+  for (const auto& t : tensors) {
+    f.i64(int64_t(t.name.size()));
+    f.bytes(t.name.data(), t.name.size());
+    f.i64(int64_t(t.shape.size()));
+    int64_t n = 1;
+    for (int64_t d : t.shape) {
+      f.i64(d);
+      n *= d;
+    }
+    // Values as little-endian float32 bit patterns (hosts here are little endian).
+    if (n > 0) f.bytes(t.data, size_t(n) * sizeof(float));
+  }
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(f.h));
+  return buf;
+}
+
+void save_laplace(const std::string& path, KfacAccumulator& acc, const std::vector<double>& priors,
+                  const std::string& fisher, const std::string& adapter_id) {
+  const int L = acc.num_layers();
+  BL_CHECK(priors.size() == size_t(L), code::kShapeMismatch, "save: ", priors.size(), " priors for ", L, " layers");
+  acc.flush();
+  const KfacOptions& o = acc.options();
+  std::vector<std::vector<double>> store;  // keeps low-rank copies alive until written
+  store.reserve(size_t(2 * L));
+  std::vector<TensorToWrite> ts;
+  std::vector<double> counts(static_cast<size_t>(L));
+  json::Value layers = json::Value::array();
+  for (int l = 0; l < L; ++l) {
+    KfacLayer& K = acc.layer_mut(l);
+    counts[size_t(l)] = K.Z;
+    json::Value e = json::Value::object();
+    e.set("name", K.spec.name);
+    e.set("dIn", K.spec.d_in);
+    e.set("dOut", K.spec.d_out);
+    layers.push(std::move(e));
+    for (char side : {'A', 'G'}) {
+      KfacFactor& F = side == 'A' ? K.A : K.G;
+      TensorToWrite t;
+      t.name = factor_name(l, side);
+      t.dtype = DType::F64;
+      if (F.lowrank()) {
+        const int k = F.lr().rank();
+        store.emplace_back(size_t(F.d()) * size_t(k));
+        F.lr().copy_L(store.back().data());
+        t.shape = {F.d(), k};
+        t.data = store.back().data();
+      } else {
+        t.shape = {F.d(), F.d()};
+        t.data = F.dense().data();
+      }
+      ts.push_back(std::move(t));
+    }
+  }
+  ts.push_back({"counts", DType::F64, {L}, counts.data()});
+  ts.push_back({"priors", DType::F64, {L}, priors.data()});
+  std::map<std::string, std::string> md = {
+      {"format", kFormat},
+      {"version", kVersion},
+      {"fisher", fisher},
+      {"tokens", token_mode_name(o.tokens)},
+      {"threshold", std::to_string(o.threshold)},
+      {"n_kfac", std::to_string(o.n_kfac)},
+      {"chunk", std::to_string(o.chunk)},
+      {"adapter", adapter_id},
+      {"layers", json::dump(layers)},
+  };
+  write_safetensors(path, ts, md);
+}
+
+LoadedLaplace load_laplace(const std::string& path, const std::string& expected_adapter_id) {
+  auto f = SafetensorsFile::open(path);
+  const auto& md = f->metadata();
+  auto meta = [&](const char* key) -> const std::string& {
+    auto it = md.find(key);
+    if (it == md.end()) fail(code::kBadFile, path, ": not a bayeslora posterior (metadata '", key, "' missing)");
+    return it->second;
+  };
+  if (meta("format") != kFormat) fail(code::kBadFile, path, ": not a bayeslora posterior (format '", meta("format"), "')");
+  if (meta("version") != kVersion)
+    fail(code::kBadFile, path, ": posterior format version ", meta("version"), " is not supported");
+  LoadedLaplace out;
+  out.adapter_id = meta("adapter");
+  out.fisher = meta("fisher");
+  if (!expected_adapter_id.empty() && out.adapter_id != expected_adapter_id)
+    fail(code::kInvalidArgument, path, ": adapter mismatch: the posterior was fitted for adapter ", out.adapter_id,
+         ", the given adapter is ", expected_adapter_id);
+
+  auto int_meta = [&](const char* key, int lo, int hi) {
+    const std::string& s = meta(key);
+    char* end = nullptr;
+    long v = std::strtol(s.c_str(), &end, 10);
+    if (s.empty() || *end != '\0' || v < lo || v > hi) fail(code::kBadFile, path, ": bad metadata '", key, "' = '", s, "'");
+    return int(v);
+  };
+  KfacOptions o;
+  try {
+    o.tokens = parse_token_mode(meta("tokens"));
+  } catch (const Error&) {
+    fail(code::kBadFile, path, ": bad metadata 'tokens'");
+  }
+  o.threshold = int_meta("threshold", 1, 1 << 20);
+  o.n_kfac = int_meta("n_kfac", 1, 4096);
+  o.chunk = int_meta("chunk", 0, 65536);
+
+  json::Value layers = json::parse(meta("layers"), path + " (metadata 'layers')");
+  if (!layers.is_array() || layers.items().empty()) fail(code::kBadFile, path, ": metadata 'layers' must be a non-empty array");
+  std::vector<KfacLayerSpec> specs;
+  for (const auto& e : layers.items()) {
+    const json::Value *n = e.find("name"), *di = e.find("dIn"), *dd = e.find("dOut");
+    if (!e.is_object() || !n || !n->is_string() || !di || !di->is_integer() || !dd || !dd->is_integer())
+      fail(code::kBadFile, path, ": metadata 'layers' entries need name, dIn, dOut");
+    specs.push_back({n->str(), int(di->integer()), int(dd->integer())});
+    if (di->integer() < 1 || di->integer() > (1 << 20) || dd->integer() < 1 || dd->integer() > (1 << 20))
+      fail(code::kBadFile, path, ": layer '", n->str(), "' has bad dims");
+  }
+  const int L = int(specs.size());
+  std::shared_ptr<KfacAccumulator> acc;
+  try {
+    acc = std::make_shared<KfacAccumulator>(specs, o);
+  } catch (const Error& e) {
+    fail(code::kBadFile, path, ": ", e.what());
+  }
+
+  auto read_f64 = [&](const std::string& name, const std::vector<int64_t>& shape) {
+    const TensorEntry& t = f->get(name);
+    if (t.dtype != DType::F64 || t.shape != shape) {
+      std::string want;
+      for (auto d : shape) want += (want.empty() ? "" : ",") + std::to_string(d);
+      fail(code::kBadFile, path, ": tensor '", name, "' must be F64 [", want, "]");
+    }
+    std::vector<double> v(size_t(t.numel()));
+    if (!v.empty()) std::memcpy(v.data(), t.data, v.size() * sizeof(double));
+    for (double x : v)
+      if (!std::isfinite(x)) fail(code::kBadFile, path, ": tensor '", name, "' has non-finite values");
+    return v;
+  };
+  std::vector<double> counts = read_f64("counts", {L});
+  std::vector<double> priors = read_f64("priors", {L});
+  for (int l = 0; l < L; ++l) {
+    if (counts[size_t(l)] < 0) fail(code::kBadFile, path, ": negative count for layer ", l);
+    if (!(priors[size_t(l)] > 0)) fail(code::kBadFile, path, ": prior precision of layer ", l, " must be > 0");
+    KfacLayer& K = acc->layer_mut(l);
+    K.Z = counts[size_t(l)];
+    for (char side : {'A', 'G'}) {
+      KfacFactor& F = side == 'A' ? K.A : K.G;
+      const std::string name = factor_name(l, side);
+      if (F.lowrank()) {
+        const TensorEntry& t = f->get(name);
+        if (t.shape.size() != 2 || t.shape[0] != F.d() || t.shape[1] < 0 || t.shape[1] > o.n_kfac)
+          fail(code::kBadFile, path, ": tensor '", name, "' must be F64 [", F.d(), ", k <= ", o.n_kfac, "]");
+        auto v = read_f64(name, t.shape);
+        F.lr().set_L(v.data(), int(t.shape[1]));
+      } else {
+        auto v = read_f64(name, {F.d(), F.d()});
+        std::copy(v.begin(), v.end(), F.dense_mut().begin());
+      }
+    }
+  }
+  out.post = Posterior::from_kfac(*acc, 1.0);
+  out.post->set_prior(priors);
+  out.post->fisher = out.fisher;
+  out.acc = std::move(acc);
+  return out;
+}
+
+}  // namespace bl::laplace
