@@ -162,7 +162,7 @@ export class KfacAccumulator {
     return nativeAsync(() => this.raw.merge(other.raw));
   }
   async posterior(o: { delta?: number; deltas?: number[] | Float64Array } = {}): Promise<Posterior> {
-    const raw = await nativeAsync(() => this.raw.posterior(o));
+    const raw = await nativeAsync<Raw>(() => this.raw.posterior(o));
     return new Posterior(raw);
   }
   factor(layer: Layer, side: 'A' | 'G'): FactorView {

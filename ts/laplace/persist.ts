@@ -33,7 +33,8 @@ export interface LoadedLaplace {
 
 export async function loadLaplace(path: string, o: { adapterId?: string } = {}): Promise<LoadedLaplace> {
   const n = loadNative();
-  const r = await nativeAsync(() => n.loadLaplace(path, o));
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  const r = await nativeAsync<any>(() => n.loadLaplace(path, o));
   return {
     accumulator: KfacAccumulator.fromRaw(r.accumulator),
     posterior: new Posterior(r.posterior),
