@@ -4,6 +4,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll } from 'vitest';
 import type { LmBatch, McBatch } from '../../ts/data/batch.ts';
+import type { Model } from '../../ts/model.ts';
+import type { RefLora } from './llama-reference.ts';
 import { makeTinyCheckpoint, type TinyCheckpointOptions } from '../helpers/tiny-checkpoint.ts';
 
 const roots: string[] = [];
@@ -135,3 +137,20 @@ export async function expectCode(p: Promise<unknown> | (() => unknown), code: st
   }
   throw new Error(`expected ${code}, but nothing was thrown`);
 }
+
+export const ALL_MODULES = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj', 'lm_head'];
+
+/** Give every LoRA matrix random values (B non-zero) and return them for the reference. */
+export function randomizeLora(m: Model, seed: number, amp = 0.2): RefLora {
+  const r = prng(seed);
+  const ref: RefLora = {};
+  const entries = m.getLoraWeights().map((w) => {
+    const A = Float32Array.from(w.A, () => (r() * 2 - 1) * amp);
+    const B = Float32Array.from(w.B, () => (r() * 2 - 1) * amp);
+    ref[w.path] = { A, B, r: w.r, scale: w.scale };
+    return { path: w.path, A, B };
+  });
+  m.setLoraWeights(entries);
+  return ref;
+}
+
