@@ -9,6 +9,7 @@
 #   scripts/cuda-compile-check.sh --dev [DIR] # also build the cuda/dev harnesses
 #                                            # as executables into DIR (default
 #                                            # .tmp/cuda-dev) to run on a GPU
+# The dev harnesses are always compiled (as objects) too, so they cannot rot.
 # Environment: NVCC (default nvcc), CUDA_ARCHS (default "90 80"), JOBS (default 1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -84,19 +85,31 @@ else
   done
 fi
 
-if [ "$DEV" = 1 ]; then
+if [ "$DEV" = 0 ]; then
+  # Objects only, so that the harnesses cannot rot unnoticed.
+  for h in cuda/dev/*.cu; do
+    [ -e "$h" ] || continue
+    compile "$h" || fails=$((fails + 1))
+  done
+else
   mkdir -p "$DEV_OUT"
-  # Harnesses link the production launchers they test, plus cudart (static)
-  # and libdl for the cuBLAS loader.
-  common=(cuda/cuda_errors.cu)
+  # Harnesses link the objects compiled above. A harness names the production
+  # files it needs on a line "// deps: a.cu b.cu" ("all" = every backend file);
+  # cuda_errors.cu (launch checks) always comes along. cudart is static; -ldl
+  # for the cuBLAS loader.
   for h in cuda/dev/*.cu; do
     name=$(basename "$h" .cu)
-    deps=("${common[@]}")
-    # A harness lists the production files it needs on a line "// deps: a.cu b.cu".
     line=$(grep -m1 '^// deps:' "$h" || true)
-    for d in ${line#// deps:}; do deps+=("$d"); done
+    deps=(cuda/cuda_errors.cu)
+    if [ "${line#// deps:}" = " all" ]; then
+      deps=("${sources[@]}")
+    else
+      for d in ${line#// deps:}; do deps+=("$d"); done
+    fi
+    objs=()
+    for d in "${deps[@]}"; do objs+=("$tmp/$(echo "$d" | tr '/' '_').o"); done
     t0=$(date +%s)
-    if "$NVCC" "${flags[@]}" "$h" "${deps[@]}" -o "$DEV_OUT/$name" -ldl 2>"$tmp/$name.log"; then
+    if "$NVCC" "${flags[@]}" "$h" "${objs[@]}" -o "$DEV_OUT/$name" -ldl 2>"$tmp/$name.log"; then
       echo "  ok   $h -> $DEV_OUT/$name ($(( $(date +%s) - t0 ))s)"
     else
       echo "  FAIL $h"

@@ -1,4 +1,4 @@
-// See adamw.cuh. The bias corrections are computed once on the host in double.
+// See adamw.cuh. The bias corrections are computed once on the host in float64.
 #include <cmath>
 
 #include "kernels/adamw.cuh"
@@ -8,14 +8,14 @@ namespace bl::cuda {
 namespace {
 __global__ void adamw_k(float* __restrict__ p, const float* __restrict__ g, float* __restrict__ m,
                         float* __restrict__ v, int64_t n, float lr, float b1, float b2, float eps, float wd,
-                        float bc1, float bc2, float grad_scale) {
+                        float c1, float c2, float grad_scale) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
     const float gi = g[i] * grad_scale;
     const float mi = b1 * m[i] + (1.f - b1) * gi;
     const float vi = b2 * v[i] + (1.f - b2) * gi * gi;
     m[i] = mi;
     v[i] = vi;
-    const float mhat = mi / bc1, vhat = vi / bc2;
+    const float mhat = mi * c1, vhat = vi * c2;
     p[i] -= lr * (mhat / (sqrtf(vhat) + eps) + wd * p[i]);
   }
 }
@@ -24,9 +24,11 @@ __global__ void adamw_k(float* __restrict__ p, const float* __restrict__ g, floa
 void adamw(cudaStream_t s, float* p, const float* g, float* m, float* v, int64_t n, float lr, float b1, float b2,
            float eps, float wd, int step, float grad_scale) {
   if (n <= 0) return;
-  const float bc1 = float(1.0 - std::pow(double(b1), double(step)));
-  const float bc2 = float(1.0 - std::pow(double(b2), double(step)));
-  adamw_k<<<grid_1d(n, 256), 256, 0, s>>>(p, g, m, v, n, lr, b1, b2, eps, wd, bc1, bc2, grad_scale);
+  // Inverse bias corrections in float64 (1 - b2^t is ~1e-3 at t = 1), then
+  // multiplied in, exactly like the CPU reference.
+  const float c1 = float(1.0 / (1.0 - std::pow(double(b1), double(step))));
+  const float c2 = float(1.0 / (1.0 - std::pow(double(b2), double(step))));
+  adamw_k<<<grid_1d(n, 256), 256, 0, s>>>(p, g, m, v, n, lr, b1, b2, eps, wd, c1, c2, grad_scale);
   check_launch("adamw");
 }
 

@@ -14,10 +14,12 @@ __global__ void softmax_xent_k(float* __restrict__ loss, float* __restrict__ pro
     float mx = -INFINITY;
     for (int c = threadIdx.x; c < C; c += blockDim.x) mx = fmaxf(mx, row[c]);
     mx = block_max(mx, sh);
-    float se = 0.f;
-    for (int c = threadIdx.x; c < C; c += blockDim.x) se += expf(row[c] - mx);
-    se = block_sum(se, sh);
-    const float lse = mx + logf(se);
+    // The normaliser is summed in float64 (C may be a whole vocabulary), as on the CPU.
+    __shared__ double shd[32];
+    double se = 0.0;
+    for (int c = threadIdx.x; c < C; c += blockDim.x) se += double(expf(row[c] - mx));
+    se = block_sum(se, shd);
+    const float lse = mx + float(log(se));
     const int y = labels[i];
     const bool valid = y >= 0 && y < C;
     if (threadIdx.x == 0) loss[i] = valid ? lse - row[y] : 0.f;

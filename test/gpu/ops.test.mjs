@@ -1,0 +1,133 @@
+// Every exports.ops op on 'cuda' against 'cpu' (the reference), with the
+// tolerances of common.mjs. Backward ops start from non-zero gradients to
+// check that they accumulate.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { ops, Rng, TOL, close, same, skip } from './common.mjs';
+
+const r = new Rng(20240601);
+
+test('embedding and rows', { skip }, () => {
+  const [V, d, N] = [300, 257, 1000];  // repeated ids: the backward uses atomics
+  const table = r.f32(V * d), ids = r.i32(N, 0, V - 1), dout = r.f32(N * d), init = r.f32(V * d);
+  same('embedding_fwd', { ids, table, N, V, d }, TOL.exact);
+  same('embedding_bwd', { ids, dout, N, V, d, dtable: init }, TOL.reduction);
+  same('gather_rows', { x: table, idx: ids, n: N, R: V, d }, TOL.exact);
+  same('scatter_add_rows', { dout, idx: ids, n: N, R: V, d, dx: init }, TOL.reduction);
+  same('gather_rows', { x: table, idx: new Int32Array(0), n: 0, R: V, d }, TOL.exact);
+});
+
+test('rmsnorm (incl. deterministic dw) and bias', { skip }, () => {
+  for (const [N, d] of [[1, 1], [33, 96], [517, 896], [64, 4096]]) {
+    const x = r.f32(N * d), w = r.f32(d, 0.2, 1), dout = r.f32(N * d);
+    const { cpu } = same('rmsnorm_fwd', { x, w, N, d, eps: 1e-6 }, TOL.reduction);
+    const dx = r.f32(N * d), dw = r.f32(d);
+    same('rmsnorm_bwd', { dout, x, w, rstd: cpu.rstd, N, d, dx, dw }, TOL.reduction);
+    same('rmsnorm_bwd', { dout, x, w, rstd: cpu.rstd, N, d, dw: null }, TOL.reduction);
+    const a = ops.rmsnorm_bwd('cuda', { dout, x, w, rstd: cpu.rstd, N, d });
+    const b = ops.rmsnorm_bwd('cuda', { dout, x, w, rstd: cpu.rstd, N, d });
+    assert.deepEqual(a.dw, b.dw, 'dw must be bit-identical run to run');
+    const bias = r.f32(d);
+    same('add_bias', { x, bias, N, d }, TOL.exact);
+    same('bias_bwd', { dout, N, d, dbias: bias }, TOL.reduction);
+  }
+});
+
+test('rope forward and inverse', { skip }, () => {
+  for (const [N, H, hd, maxPos] of [[10, 4, 16, 50], [300, 8, 128, 32767], [7, 3, 2, 5]]) {
+    const x = r.f32(N * H * hd), pos = r.i32(N, 0, maxPos);
+    const invFreq = Float32Array.from({ length: hd / 2 }, (_, j) => 10000 ** ((-2 * j) / hd));
+    // Both backends form the angle in float64; what is left is float32 rounding.
+    same('rope_fwd', { x, pos, invFreq, N, H, hd }, TOL.elementwise);
+    same('rope_bwd', { dy: x, pos, invFreq, N, H, hd }, TOL.elementwise);
+    const y = ops.rope_fwd('cuda', { x, pos, invFreq, N, H, hd });
+    close(ops.rope_bwd('cuda', { dy: y, pos, invFreq, N, H, hd }), x, { atol: 1e-5, rtol: 1e-5 }, 'rope_bwd(rope_fwd(x))');
+  }
+});
+
+function mask(B, T, pattern) {
+  const m = new Uint8Array(B * T).fill(1);
+  for (let b = 0; b < B; b++) {
+    const kind = pattern[b % pattern.length];
+    for (let t = 0; t < T; t++) {
+      if (kind === 'right' && t >= T - Math.floor(T / 3)) m[b * T + t] = 0;
+      if (kind === 'left' && t < Math.floor(T / 4)) m[b * T + t] = 0;
+      if (kind === 'empty') m[b * T + t] = 0;
+    }
+  }
+  return m;
+}
+
+test('attention forward and backward (tiled online softmax vs cpu)', { skip }, () => {
+  const cases = [
+    { B: 2, T: 5, H: 2, Hkv: 2, hd: 8, pattern: ['full'] },
+    { B: 4, T: 37, H: 4, Hkv: 2, hd: 32, pattern: ['full', 'right', 'left', 'empty'] },
+    { B: 2, T: 100, H: 6, Hkv: 2, hd: 80, pattern: ['left', 'right'] },
+    { B: 3, T: 300, H: 8, Hkv: 2, hd: 128, pattern: ['full', 'right', 'left'] },
+    { B: 1, T: 70, H: 2, Hkv: 1, hd: 256, pattern: ['full'] },
+  ];
+  for (const c of cases) {
+    const { B, T, H, Hkv, hd } = c;
+    const scale = 1 / Math.sqrt(hd);
+    const q = r.f32(B * T * H * hd, -2, 2), k = r.f32(B * T * Hkv * hd, -2, 2), v = r.f32(B * T * Hkv * hd);
+    const m = mask(B, T, c.pattern);
+    const shape = { B, T, H, Hkv, hd, scale };
+    const fc = ops.attention_fwd('cpu', { ...shape, q, k, v, mask: m });
+    const fg = ops.attention_fwd('cuda', { ...shape, q, k, v, mask: m });
+    const tag = `B${B} T${T} H${H}/${Hkv} hd${hd}`;
+    close(fg.out, fc.out, TOL.attention, `attention_fwd.out ${tag}`);
+    // Padded queries output exact zeros.
+    for (let b = 0; b < B; b++)
+      for (let t = 0; t < T; t++)
+        if (!m[b * T + t])
+          for (let i = 0; i < H * hd; i++) assert.equal(fg.out[(b * T + t) * H * hd + i], 0, `${tag}: padded row`);
+    // Each backend's backward consumes its own saved state (layouts differ).
+    const dout = r.f32(B * T * H * hd);
+    const dq = r.f32(B * T * H * hd), dk = r.f32(B * T * Hkv * hd), dv = r.f32(B * T * Hkv * hd);
+    const bc = ops.attention_bwd('cpu', { ...shape, dout, saved: fc.saved, q, k, v, mask: m, dq, dk, dv });
+    const bg = ops.attention_bwd('cuda', { ...shape, dout, saved: fg.saved, q, k, v, mask: m, dq, dk, dv });
+    for (const key of ['dq', 'dk', 'dv']) close(bg[key], bc[key], TOL.attention, `attention_bwd.${key} ${tag}`);
+    const again = ops.attention_bwd('cuda', { ...shape, dout, saved: fg.saved, q, k, v, mask: m, dq, dk, dv });
+    for (const key of ['dq', 'dk', 'dv']) assert.deepEqual(again[key], bg[key], `${tag}: ${key} not deterministic`);
+  }
+});
+
+test('attention saved size is the logsumexp plus an output copy', { skip }, () => {
+  const s = { B: 2, T: 9, H: 4, Hkv: 2, hd: 16 };
+  assert.equal(ops.attention_saved_floats('cuda', s), s.B * s.H * s.T + s.B * s.T * s.H * s.hd);
+});
+
+test('swiglu and dropout (same mask as the cpu)', { skip }, () => {
+  const n = 100_003;
+  const gate = r.f32(n, -6, 6), up = r.f32(n), dout = r.f32(n);
+  same('swiglu_fwd', { gate, up, n }, TOL.elementwise);
+  same('swiglu_bwd', { dout, gate, up, n, dgate: r.f32(n), dup: r.f32(n) }, TOL.elementwise);
+  const x = r.f32(n);
+  for (const [p, seed] of [[0, 1], [0.1, 7], [0.5, 123456789], [0.9, 2n ** 63n + 5n]]) {
+    same('dropout_fwd', { x, n, p, seed }, TOL.exact);
+    same('dropout_fwd', { x, n, p, seed, inPlace: true }, TOL.exact);
+    same('dropout_bwd', { dout, n, p, seed, dx: x }, TOL.elementwise);
+  }
+});
+
+test('rows_dot and softmax cross-entropy', { skip }, () => {
+  const [Bn, C, V, d] = [16, 5, 50, 257];
+  const h = r.f32(Bn * d), W = r.f32(V * d), rows = r.i32(Bn * C, 0, V - 1), dlogits = r.f32(Bn * C);
+  same('rows_dot_fwd', { h, W, rows, Bn, C, V, d }, TOL.reduction);
+  same('rows_dot_bwd', { dlogits, h, W, rows, Bn, C, V, d, dh: r.f32(Bn * d), dW: r.f32(V * d) }, TOL.reduction);
+  same('rows_dot_bwd', { dlogits, h, W, rows, Bn, C, V, d, dW: null }, TOL.reduction);
+  for (const [N, Cs] of [[40, 4], [8, 32000]]) {
+    const logits = r.f32(N * Cs, -8, 8);
+    const labels = r.i32(N, -1, Cs - 1);
+    labels[0] = -100;
+    same('softmax_xent', { logits, labels, N, C: Cs, dscale: 0.25 }, TOL.reduction);
+    same('softmax_xent', { logits, labels, N, C: Cs, dscale: 1, wantProbs: false }, TOL.reduction);
+  }
+});
+
+test('adamw', { skip }, () => {
+  const n = 65_537;
+  const base = { p: r.f32(n), g: r.f32(n), m: r.f32(n, -0.1, 0.1), v: r.f32(n, 0, 0.01), n };
+  for (const step of [1, 10, 1000])
+    same('adamw', { ...base, lr: 1e-3, b1: 0.9, b2: 0.999, eps: 1e-8, wd: 0.01, step, gradScale: 0.5 }, TOL.elementwise);
+});
