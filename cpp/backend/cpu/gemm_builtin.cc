@@ -1,8 +1,10 @@
 // The built-in SGEMM driver (BLIS-style loop nest): for each kc x nc block of
-// op(B) (packed once, shared by all threads) and each mc x kc block of op(A)
-// (packed per thread into an L2-sized buffer), the micro-kernel sweeps NR-wide
-// B micro-panels (L1-resident) against MR-tall A micro-panels. Threads split
-// the M blocks, and the N panels too when M alone gives too few blocks.
+// op(B) (packed once, shared by all threads; several K blocks at a time when
+// they fit one block's budget) and each mc x kc block of op(A) (packed per
+// thread into an L2-sized buffer), the micro-kernel sweeps NR-wide B
+// micro-panels (L1-resident) against MR-tall A micro-panels. Threads split the
+// M blocks, and the N panels too when M alone gives too few blocks. Called
+// from inside a pool worker, everything runs inline on that thread.
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
