@@ -9,8 +9,8 @@ import type { TinyCheckpointOptions } from '../helpers/tiny-checkpoint.ts';
 import { RefLlama } from './llama-reference.ts';
 import { expectCode, mcBatch, randomExamples, tinyCheckpoint, tmpDir } from './util.ts';
 
-async function checkAgainstReference(opts: TinyCheckpointOptions, refOpts?: TinyCheckpointOptions): Promise<void> {
-  const dir = tinyCheckpoint(opts);
+async function checkAgainstReference(opts: TinyCheckpointOptions, refOpts?: TinyCheckpointOptions, given?: string): Promise<void> {
+  const dir = given ?? tinyCheckpoint(opts);
   const refDir = refOpts ? tinyCheckpoint(refOpts) : dir;
   const ref = new RefLlama(refDir);
   const m = await Model.load(dir);
@@ -57,6 +57,36 @@ describe('model loading matches the float64 reference', () => {
   });
   it('sharded checkpoints (index + shards)', () =>
     checkAgainstReference({ arch: 'llama', shards: 3, std: 0.1, seed: 5 }, { arch: 'llama', std: 0.1, seed: 5 }));
+
+  it('llama with attention_bias (q/k/v and o_proj biases)', async () => {
+    const dir = tinyCheckpoint({ arch: 'llama', std: 0.1, kvHeads: 2 });
+    const cfgPath = path.join(dir, 'config.json');
+    writeFileSync(cfgPath, JSON.stringify({ ...JSON.parse(readFileSync(cfgPath, 'utf8')), attention_bias: true }));
+    const f = path.join(dir, 'model.safetensors');
+    const st = readSafetensorsFile(f);
+    const ts = st.tensors.map((t) => ({ name: t.name, dtype: 'F32' as const, shape: [...t.shape], data: t.data as Float32Array }));
+    let k = 0;
+    for (const t of [...ts]) {
+      const m = /^(model\.layers\.\d+\.self_attn\.[qkvo]_proj)\.weight$/.exec(t.name);
+      if (m) ts.push({ name: `${m[1]}.bias`, dtype: 'F32', shape: [t.shape[0]], data: Float32Array.from({ length: t.shape[0] }, () => Math.sin(++k) * 0.3) });
+    }
+    writeSafetensorsFile(f, ts, st.metadata);
+    // The config reader (cpp/io) may refuse attention_bias for Llama; when it
+    // accepts it, the model must use all four biases like HF does.
+    const probe = await Model.load(dir).then(
+      (m) => (m.dispose(), null),
+      (e) => e,
+    );
+    if (probe) {
+      expect(probe.code).toBe('UNSUPPORTED');
+      return;
+    }
+    await checkAgainstReference({}, undefined, dir);
+    // Without the o_proj biases the checkpoint is incomplete.
+    writeSafetensorsFile(f, ts.filter((t) => !t.name.endsWith('o_proj.bias')), st.metadata);
+    const e = await expectCode(Model.load(dir), 'BAD_FILE');
+    expect(e.message).toContain('o_proj.bias');
+  });
 
   it('reports parameter counts and config', async () => {
     const m = await Model.load(tinyCheckpoint({ arch: 'qwen2', vocab: 64, hidden: 32, layers: 2, heads: 4, kvHeads: 2, intermediate: 48 }));
