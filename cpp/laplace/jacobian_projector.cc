@@ -32,9 +32,9 @@ void JacobianProjector::set_class(int c) {
 void JacobianProjector::observe(const LoraMatrixInfo& m, const float* x, const float* g, int B, int T,
                                 const uint8_t* mask) {
   BL_CHECK(B == B_, code::kInternal, "JacobianProjector: observed batch of ", B, ", expected ", B_);
-  BL_CHECK(m.id >= 0 && m.id < post_->num_layers(), code::kInternal, "JacobianProjector: LoRA matrix id ", m.id,
-           " outside the posterior's ", post_->num_layers(), " layers");
-  const LayerEigen& e = post_->layer(m.id);
+  const int layer = post_->layer_of_id(m.id);
+  if (layer < 0) return;  // a matrix the posterior does not model (e.g. last-layer Laplace)
+  const LayerEigen& e = post_->layer(layer);
   BL_CHECK(m.d_in == e.d_in && m.d_out == e.d_out, code::kShapeMismatch, "JacobianProjector: LoRA matrix ", m.id,
            " is ", m.d_out, "x", m.d_in, ", posterior layer '", e.name, "' is ", e.d_out, "x", e.d_in);
   BL_CHECK(T >= 1, code::kInvalidArgument, "JacobianProjector: T must be >= 1");
@@ -72,7 +72,7 @@ void JacobianProjector::observe(const LoraMatrixInfo& m, const float* x, const f
     std::vector<float> J(dout * din, 0.0f);
     // J = sum_t g_t x_t^T = G^T X.
     if (n > 0) cpu_backend().gemm(true, false, e.d_out, e.d_in, n, 1.0f, G, e.d_out, X, e.d_in, 0.0f, J.data(), e.d_in);
-    accept(m.id, int(b), cur_, std::move(J));
+    accept(layer, int(b), cur_, std::move(J));
   }
 }
 

@@ -31,7 +31,8 @@ class JacobianProjector : public LoraObserver {
   // The class whose backward pass comes next.
   void set_class(int c);
 
-  // LoraObserver: m.id is the posterior's layer index.
+  // LoraObserver: m.id selects the posterior layer with that LoRA matrix id;
+  // other matrices are skipped.
   void observe(const LoraMatrixInfo& m, const float* x, const float* g, int B, int T,
                const uint8_t* mask) override;
 

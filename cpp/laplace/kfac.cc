@@ -69,9 +69,20 @@ KfacAccumulator::KfacAccumulator(std::vector<KfacLayerSpec> layers, KfacOptions 
     for (int d : {s.d_in, s.d_out})
       BL_CHECK(d > opt.threshold || d <= 16384, code::kInvalidArgument, "kfac: layer '", s.name,
                "' has a dense side of ", d, " (> 16384); lower threshold");
+    BL_CHECK(s.id >= -1 && s.id < (1 << 24), code::kInvalidArgument, "kfac: layer '", s.name, "' has a bad id");
+    const int id = s.id < 0 ? int(layers_.size()) : s.id;
+    if (size_t(id) >= id_to_layer_.size()) id_to_layer_.resize(size_t(id) + 1, -1);
+    BL_CHECK(id_to_layer_[size_t(id)] < 0, code::kInvalidArgument, "kfac: two layers observe LoRA matrix ", id);
+    id_to_layer_[size_t(id)] = int(layers_.size());
+    KfacLayerSpec spec = s;
+    spec.id = id;
     layers_.push_back(std::unique_ptr<KfacLayer>(
-        new KfacLayer{s, KfacFactor(s.d_in, opt, &mem_), KfacFactor(s.d_out, opt, &mem_), 0.0}));
+        new KfacLayer{spec, KfacFactor(s.d_in, opt, &mem_), KfacFactor(s.d_out, opt, &mem_), 0.0}));
   }
+}
+
+int KfacAccumulator::layer_of_id(int id) const {
+  return id >= 0 && size_t(id) < id_to_layer_.size() ? id_to_layer_[size_t(id)] : -1;
 }
 
 int KfacAccumulator::find_layer(const std::string& name) const {
@@ -89,13 +100,13 @@ void KfacAccumulator::begin_example_pass(bool accumulate_inputs, double g_weight
 
 void KfacAccumulator::observe(const LoraMatrixInfo& m, const float* x, const float* g, int B, int T,
                               const uint8_t* mask) {
-  BL_CHECK(m.id >= 0 && m.id < num_layers(), code::kInternal, "kfac: observed LoRA matrix id ", m.id,
-           " outside the accumulator's ", num_layers(), " layers");
-  const auto& s = layers_[size_t(m.id)]->spec;
+  const int layer = layer_of_id(m.id);
+  if (layer < 0) return;  // a matrix this accumulator does not model
+  const auto& s = layers_[size_t(layer)]->spec;
   BL_CHECK(m.d_in == s.d_in && m.d_out == s.d_out, code::kShapeMismatch, "kfac: LoRA matrix ", m.id,
            " is ", m.d_out, "x", m.d_in, ", layer '", s.name, "' expects ", s.d_out, "x", s.d_in);
   if (be_->host_memory()) {
-    add_host(m.id, x, g, B, T, mask, pass_inputs_, pass_weight_);
+    add_host(layer, x, g, B, T, mask, pass_inputs_, pass_weight_);
     return;
   }
   const size_t rows = size_t(B) * size_t(T);
@@ -111,7 +122,7 @@ void KfacAccumulator::observe(const LoraMatrixInfo& m, const float* x, const flo
     hmask_.resize(rows);
     be_->to_host(hmask_.data(), mask, rows);
   }
-  add_host(m.id, (pass_inputs_ && x) ? hx_.data() : nullptr, g ? hg_.data() : nullptr, B, T,
+  add_host(layer, (pass_inputs_ && x) ? hx_.data() : nullptr, g ? hg_.data() : nullptr, B, T,
            mask ? hmask_.data() : nullptr, pass_inputs_, pass_weight_);
 }
 
@@ -189,7 +200,7 @@ void KfacAccumulator::merge(KfacAccumulator& o) {
            code::kInvalidArgument, "kfac merge: options (tokens, threshold, nKfac) differ");
   for (int l = 0; l < num_layers(); ++l) {
     const auto &a = layers_[size_t(l)]->spec, &b = o.layers_[size_t(l)]->spec;
-    BL_CHECK(a.name == b.name && a.d_in == b.d_in && a.d_out == b.d_out, code::kShapeMismatch,
+    BL_CHECK(a.name == b.name && a.d_in == b.d_in && a.d_out == b.d_out && a.id == b.id, code::kShapeMismatch,
              "kfac merge: layer ", l, " differs ('", a.name, "' vs '", b.name, "')");
   }
   for (int l = 0; l < num_layers(); ++l) {

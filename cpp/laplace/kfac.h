@@ -38,6 +38,10 @@ struct KfacLayerSpec {
   std::string name;
   int d_in = 0;
   int d_out = 0;
+  // LoRA matrix id (LoraMatrixInfo::id) this layer observes; -1: its index.
+  // Observed matrices whose id maps to no layer are skipped (e.g. last-layer
+  // Laplace keeps only the LM-head matrices).
+  int id = -1;
 };
 
 struct KfacOptions {
@@ -91,13 +95,14 @@ class KfacAccumulator : public LoraObserver {
   const KfacLayer& layer(int l) const { return *layers_[size_t(l)]; }
   KfacLayer& layer_mut(int l) { return *layers_[size_t(l)]; }
   int find_layer(const std::string& name) const;  // -1 when absent
+  int layer_of_id(int id) const;  // -1 when no layer observes matrix `id`
 
   // Announce the next backward pass over the current batch: whether inputs
   // (SA, Z) are accumulated in it, and the weight of its gradient outer
   // products (rows are scaled by sqrt(g_weight)).
   void begin_example_pass(bool accumulate_inputs, double g_weight);
 
-  // LoraObserver: m.id is the layer index (dims must match the spec).
+  // LoraObserver: m.id selects the layer (see KfacLayerSpec::id; dims must match).
   void observe(const LoraMatrixInfo& m, const float* x, const float* g, int B, int T,
                const uint8_t* mask) override;
 
@@ -114,6 +119,8 @@ class KfacAccumulator : public LoraObserver {
   void flush();
 
   MemCounter& memory() { return mem_; }
+  // The backend whose memory observe() receives (the model's).
+  void set_source_backend(Backend* be) { be_ = be ? be : &cpu_backend(); }
 
  private:
   void add_host(int layer, const float* x, const float* g, int B, int T, const uint8_t* mask,
@@ -123,6 +130,7 @@ class KfacAccumulator : public LoraObserver {
   Backend* be_;
   MemCounter mem_;
   std::vector<std::unique_ptr<KfacLayer>> layers_;
+  std::vector<int> id_to_layer_;
   bool pass_inputs_ = true;
   double pass_weight_ = 1.0;
   // Scratch: reduced rows, dense batch Gram, host copies of device inputs.

@@ -75,6 +75,7 @@ void save_laplace(const std::string& path, KfacAccumulator& acc, const std::vect
     e.set("name", K.spec.name);
     e.set("dIn", K.spec.d_in);
     e.set("dOut", K.spec.d_out);
+    e.set("id", K.spec.id);
     layers.push(std::move(e));
     for (char side : {'A', 'G'}) {
       KfacFactor& F = side == 'A' ? K.A : K.G;
@@ -152,7 +153,10 @@ LoadedLaplace load_laplace(const std::string& path, const std::string& expected_
     const json::Value *n = e.find("name"), *di = e.find("dIn"), *dd = e.find("dOut");
     if (!e.is_object() || !n || !n->is_string() || !di || !di->is_integer() || !dd || !dd->is_integer())
       fail(code::kBadFile, path, ": metadata 'layers' entries need name, dIn, dOut");
-    specs.push_back({n->str(), int(di->integer()), int(dd->integer())});
+    const json::Value* id = e.find("id");
+    if (id && (!id->is_integer() || id->integer() < 0 || id->integer() >= (1 << 24)))
+      fail(code::kBadFile, path, ": metadata 'layers' id must be an integer in [0, 2^24)");
+    specs.push_back({n->str(), int(di->integer()), int(dd->integer()), id ? int(id->integer()) : -1});
     if (di->integer() < 1 || di->integer() > (1 << 20) || dd->integer() < 1 || dd->integer() > (1 << 20))
       fail(code::kBadFile, path, ": layer '", n->str(), "' has bad dims");
   }

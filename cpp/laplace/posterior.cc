@@ -58,6 +58,7 @@ std::shared_ptr<Posterior> Posterior::from_kfac(KfacAccumulator& acc, double del
     const KfacLayer& L = acc.layer(l);
     LayerEigen e;
     e.name = L.spec.name;
+    e.id = L.spec.id;
     e.d_in = L.spec.d_in;
     e.d_out = L.spec.d_out;
     e.Z = L.Z;
@@ -69,6 +70,12 @@ std::shared_ptr<Posterior> Posterior::from_kfac(KfacAccumulator& acc, double del
   }
   p->set_prior(delta);
   return p;
+}
+
+int Posterior::layer_of_id(int id) const {
+  for (int l = 0; l < num_layers(); ++l)
+    if (layers_[size_t(l)].id == id) return l;
+  return -1;
 }
 
 int64_t Posterior::num_params() const {

@@ -17,6 +17,7 @@ namespace bl::laplace {
 
 struct LayerEigen {
   std::string name;
+  int id = 0;               // LoRA matrix id it observes (KfacLayerSpec::id)
   int d_in = 0, d_out = 0;
   double Z = 0;             // count the factors were summed over
   int ka = 0, kg = 0;       // retained eigenpairs (input side, gradient side)
@@ -42,6 +43,7 @@ class Posterior {
 
   int num_layers() const { return int(layers_.size()); }
   const LayerEigen& layer(int l) const { return layers_[size_t(l)]; }
+  int layer_of_id(int id) const;  // -1 when no layer has this LoRA matrix id
   std::vector<LayerEigen>& layers_mut() { return layers_; }
   int64_t num_params() const;
 

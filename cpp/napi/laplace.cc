@@ -14,6 +14,7 @@
 #include <functional>
 #include <memory>
 
+#include "laplace/fit.h"
 #include "laplace/jacobian_projector.h"
 #include "laplace/kfac.h"
 #include "laplace/linalg64.h"
@@ -21,6 +22,7 @@
 #include "laplace/persist.h"
 #include "laplace/posterior.h"
 #include "laplace/predictive.h"
+#include "napi/model.h"
 #include "napi/modules.h"
 #include "napi/util.h"
 
@@ -42,6 +44,34 @@ bool has(const Napi::Object& o, const char* key) {
 Napi::Object options_arg(const Napi::CallbackInfo& info, size_t i, const char* what) {
   if (info.Length() <= i || info[i].IsUndefined() || info[i].IsNull()) return Napi::Object::New(info.Env());
   return get_object(info[i], what);
+}
+
+// A multiple-choice batch (ts/data/batch.ts McBatch), copied and validated.
+struct McData {
+  int B = 0, T = 0, C = 0;
+  std::vector<int32_t> ids, last, rows, labels;
+  std::vector<uint8_t> mask;
+  McBatchView view() const { return {B, T, C, ids.data(), mask.data(), last.data(), rows.data(), labels.data()}; }
+};
+
+std::shared_ptr<McData> read_mc_batch(const Napi::Value& v, int vocab) {
+  Napi::Object o = get_object(v, "batch");
+  auto d = std::make_shared<McData>();
+  d->B = int(get_int(o.Get("B"), "batch.B", 1, kMaxBatchTokens));
+  d->T = int(get_int(o.Get("T"), "batch.T", 1, kMaxBatchTokens));
+  d->C = int(get_int(o.Get("C"), "batch.C", 1, 4096));
+  const int64_t n = int64_t(d->B) * d->T;
+  BL_CHECK(n <= kMaxBatchTokens, code::kInvalidArgument, "batch: B*T exceeds ", kMaxBatchTokens);
+  d->ids = copy_i32(o.Get("ids"), "batch.ids", n);
+  d->mask = copy_u8(o.Get("mask"), "batch.mask", n);
+  d->last = copy_i32(o.Get("last"), "batch.last", d->B);
+  d->rows = copy_i32(o.Get("rows"), "batch.rows", int64_t(d->B) * d->C);
+  if (has(o, "labels"))
+    d->labels = copy_i32(o.Get("labels"), "batch.labels", d->B);
+  else
+    d->labels.assign(size_t(d->B), -1);
+  validate_mc_batch(d->view(), vocab);
+  return d;
 }
 
 bool is_tagged(Napi::Env env, const Napi::Value& v, const napi_type_tag* tag) {
@@ -195,6 +225,9 @@ class PosteriorWrap : public Napi::ObjectWrap<PosteriorWrap> {
   Napi::Value LogMarglikGrad(const Napi::CallbackInfo& info);
   Napi::Value OptimizePrior(const Napi::CallbackInfo& info);
   Napi::Value Lambda(const Napi::CallbackInfo& info);
+  Napi::Value PredictBatch(const Napi::CallbackInfo& info);
+  Napi::Value SetFisher(const Napi::CallbackInfo& info);
+  Napi::Value Fisher(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info);
   Napi::Value Disposed(const Napi::CallbackInfo& info);
 
@@ -218,6 +251,9 @@ Napi::FunctionReference* PosteriorWrap::Define(Napi::Env env, Napi::Object expor
           InstanceMethod("logMarglikGrad", &PosteriorWrap::call<&PosteriorWrap::LogMarglikGrad>),
           InstanceMethod("optimizePrior", &PosteriorWrap::call<&PosteriorWrap::OptimizePrior>),
           InstanceMethod("lambda", &PosteriorWrap::call<&PosteriorWrap::Lambda>),
+          InstanceMethod("predictBatch", &PosteriorWrap::call<&PosteriorWrap::PredictBatch>),
+          InstanceMethod("setFisher", &PosteriorWrap::call<&PosteriorWrap::SetFisher>),
+          InstanceMethod("fisher", &PosteriorWrap::call<&PosteriorWrap::Fisher>),
           InstanceMethod("dispose", &PosteriorWrap::call<&PosteriorWrap::Dispose>),
           InstanceMethod("isDisposed", &PosteriorWrap::call<&PosteriorWrap::Disposed>),
       });
@@ -257,6 +293,7 @@ Napi::Value PosteriorWrap::Layers(const Napi::CallbackInfo& info) {
     o.Set("name", e.name);
     o.Set("dIn", e.d_in);
     o.Set("dOut", e.d_out);
+    o.Set("id", e.id);
     o.Set("count", e.Z);
     o.Set("ka", e.ka);
     o.Set("kg", e.kg);
@@ -410,6 +447,48 @@ Napi::Value PosteriorWrap::Lambda(const Napi::CallbackInfo& info) {
       {info.This()});
 }
 
+// predictBatch(model, batch) -> {logits [B*C], lambda [B*C*C], logLik, nLabelled}
+Napi::Value PosteriorWrap::PredictBatch(const Napi::CallbackInfo& info) {
+  auto p = post();
+  auto lease = std::make_shared<ModelLease>(model_handle(info[0]));
+  auto batch = read_mc_batch(info[1], lease->model().config().vocab_size);
+  for (int l = 0; l < p->num_layers(); ++l) {
+    const auto& e = p->layer(l);
+    BL_CHECK(e.id < lease->model().num_lora_matrices(), code::kShapeMismatch, "posterior layer '", e.name,
+             "' has no LoRA matrix in the model");
+    const LoraMatrixInfo mi = lease->model().lora_matrix(e.id);
+    BL_CHECK(mi.d_in == e.d_in && mi.d_out == e.d_out, code::kShapeMismatch, "posterior layer '", e.name,
+             "' is ", e.d_out, "x", e.d_in, ", the model's LoRA matrix ", e.id, " is ", mi.d_out, "x", mi.d_in);
+  }
+  auto lk = std::make_shared<Lock>(h_.busy, "the posterior");
+  auto out = std::make_shared<PredictBatchOut>();
+  return run_async(
+      info.Env(), "bayeslora.laplace.predictBatch",
+      [p, lease, batch, lk, out] { *out = predict_batch(lease->model(), batch->view(), p); },
+      [lease, lk, out](Napi::Env env) -> Napi::Value {
+        lk->release();
+        lease->report_memory(env);
+        Napi::Object r = Napi::Object::New(env);
+        r.Set("logits", to_f32(env, out->logits.data(), out->logits.size()));
+        r.Set("lambda", to_f64(env, out->lambda.data(), out->lambda.size()));
+        r.Set("logLik", out->log_lik);
+        r.Set("nLabelled", out->n_labelled);
+        return r;
+      },
+      {info.This(), info[0]});
+}
+
+Napi::Value PosteriorWrap::SetFisher(const Napi::CallbackInfo& info) {
+  auto p = post();
+  Lock lk(h_.busy, "the posterior");
+  p->fisher = get_string(info[0], "fisher");
+  return info.Env().Undefined();
+}
+
+Napi::Value PosteriorWrap::Fisher(const Napi::CallbackInfo& info) {
+  return Napi::String::New(info.Env(), post()->fisher);
+}
+
 Napi::Value PosteriorWrap::Dispose(const Napi::CallbackInfo& info) {
   if (!h_.post) return info.Env().Undefined();
   Lock lk(h_.busy, "the posterior");  // BUSY while an async call is in flight
@@ -455,6 +534,7 @@ class KfacWrap : public Napi::ObjectWrap<KfacWrap> {
   Napi::Value Merge(const Napi::CallbackInfo& info);
   Napi::Value MakePosterior(const Napi::CallbackInfo& info);
   Napi::Value Factor(const Napi::CallbackInfo& info);
+  Napi::Value FitBatch(const Napi::CallbackInfo& info);
   Napi::Value Counts(const Napi::CallbackInfo& info);
   Napi::Value Layers(const Napi::CallbackInfo& info);
   Napi::Value Memory(const Napi::CallbackInfo& info);
@@ -474,6 +554,7 @@ Napi::FunctionReference* KfacWrap::Define(Napi::Env env, Napi::Object exports, N
           InstanceMethod("merge", &KfacWrap::call<&KfacWrap::Merge>),
           InstanceMethod("posterior", &KfacWrap::call<&KfacWrap::MakePosterior>, napi_default, post_ctor),
           InstanceMethod("factor", &KfacWrap::call<&KfacWrap::Factor>),
+          InstanceMethod("fitBatch", &KfacWrap::call<&KfacWrap::FitBatch>),
           InstanceMethod("counts", &KfacWrap::call<&KfacWrap::Counts>),
           InstanceMethod("layers", &KfacWrap::call<&KfacWrap::Layers>),
           InstanceMethod("memory", &KfacWrap::call<&KfacWrap::Memory>),
@@ -513,6 +594,7 @@ KfacWrap::KfacWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<KfacWrap>(
       k.name = has(s, "name") ? get_string(s.Get("name"), "layer.name") : "layer" + std::to_string(l);
       k.d_in = int(get_int(s.Get("dIn"), "layer.dIn", 1, 1 << 20));
       k.d_out = int(get_int(s.Get("dOut"), "layer.dOut", 1, 1 << 20));
+      k.id = int(opt_int(s, "id", -1, -1, (1 << 24) - 1));
       specs.push_back(k);
     }
     KfacOptions opt;
@@ -652,6 +734,36 @@ Napi::Value KfacWrap::Factor(const Napi::CallbackInfo& info) {
   return o;
 }
 
+// fitBatch(model, batch, {fisher = 'exact', samples = 1, seed = 0, batchIndex = 0})
+//   -> {logLik, nLabelled, nExamples}: one forward, the Fisher's backward passes.
+Napi::Value KfacWrap::FitBatch(const Napi::CallbackInfo& info) {
+  auto a = acc();
+  auto lease = std::make_shared<ModelLease>(model_handle(info[0]));
+  auto batch = read_mc_batch(info[1], lease->model().config().vocab_size);
+  Napi::Object o = options_arg(info, 2, "options");
+  FisherOptions fo;
+  fo.type = parse_fisher(opt_string(o, "fisher", "exact"));
+  fo.samples = int(opt_int(o, "samples", 1, 1, 4096));
+  fo.seed = uint64_t(opt_int(o, "seed", 0, 0, int64_t(1) << 53));
+  const uint64_t index = uint64_t(opt_int(o, "batchIndex", 0, 0, int64_t(1) << 53));
+  auto lk = std::make_shared<Lock>(h_.busy, "the K-FAC accumulator");
+  auto st = std::make_shared<FisherBatchStats>();
+  return run_async(
+      info.Env(), "bayeslora.kfac.fitBatch",
+      [a, lease, batch, fo, index, lk, st] { *st = fisher_batch(lease->model(), batch->view(), *a, fo, index); },
+      [this, lease, lk, st](Napi::Env env) -> Napi::Value {
+        lk->release();
+        lease->report_memory(env);
+        sync_memory(env);
+        Napi::Object r = Napi::Object::New(env);
+        r.Set("logLik", st->log_lik);
+        r.Set("nLabelled", st->n_labelled);
+        r.Set("nExamples", st->n_examples);
+        return r;
+      },
+      {info.This(), info[0]});
+}
+
 Napi::Value KfacWrap::Counts(const Napi::CallbackInfo& info) {
   auto a = acc();
   std::vector<double> z(size_t(a->num_layers()));
@@ -669,6 +781,7 @@ Napi::Value KfacWrap::Layers(const Napi::CallbackInfo& info) {
     o.Set("name", L.spec.name);
     o.Set("dIn", L.spec.d_in);
     o.Set("dOut", L.spec.d_out);
+    o.Set("id", L.spec.id);
     o.Set("lowRankA", L.A.lowrank());
     o.Set("lowRankG", L.G.lowrank());
     arr.Set(uint32_t(l), o);
@@ -820,6 +933,38 @@ Napi::Value LoadLaplace(const Napi::CallbackInfo& info) {
       });
 }
 
+// laplaceModelLayers(model, {lastLayer = false}) -> [{name, dIn, dOut, id}]
+Napi::Value ModelLayers(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  ModelLease lease(model_handle(info[0]));
+  Napi::Object o = options_arg(info, 1, "options");
+  auto specs = model_lora_layers(lease.model(), opt_bool(o, "lastLayer", false));
+  Napi::Array a = Napi::Array::New(env, specs.size());
+  for (size_t i = 0; i < specs.size(); ++i) {
+    Napi::Object e = Napi::Object::New(env);
+    e.Set("name", specs[i].name);
+    e.Set("dIn", specs[i].d_in);
+    e.Set("dOut", specs[i].d_out);
+    e.Set("id", specs[i].id);
+    a.Set(uint32_t(i), e);
+  }
+  return a;
+}
+
+// laplaceAdapterState(model) -> {names, thetaNormSq (per LoRA matrix id), adapterId}
+Napi::Value AdapterState_(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  ModelLease lease(model_handle(info[0]));
+  AdapterState s = adapter_state(lease.model());
+  Napi::Object o = Napi::Object::New(env);
+  Napi::Array names = Napi::Array::New(env, s.names.size());
+  for (size_t i = 0; i < s.names.size(); ++i) names.Set(uint32_t(i), s.names[i]);
+  o.Set("names", names);
+  o.Set("thetaNormSq", to_f64(env, s.theta_sq.data(), s.theta_sq.size()));
+  o.Set("adapterId", s.identity);
+  return o;
+}
+
 Napi::Value AdapterIdentity(const Napi::CallbackInfo& info) {
   BL_CHECK(info[0].IsArray(), code::kInvalidArgument, "tensors must be an array of {name, shape, data}");
   Napi::Array a = info[0].As<Napi::Array>();
@@ -852,6 +997,8 @@ void init_laplace(Napi::Env env, Napi::Object exports) {
   exports.Set("saveLaplace", Napi::Function::New(env, BL_NAPI(SaveLaplace)));
   exports.Set("loadLaplace", Napi::Function::New(env, BL_NAPI(LoadLaplace), "loadLaplace", ctors));
   exports.Set("adapterIdentity", Napi::Function::New(env, BL_NAPI(AdapterIdentity)));
+  exports.Set("laplaceModelLayers", Napi::Function::New(env, BL_NAPI(ModelLayers)));
+  exports.Set("laplaceAdapterState", Napi::Function::New(env, BL_NAPI(AdapterState_)));
   exports.Set("predictiveProbs", Napi::Function::New(env, BL_NAPI(PredictiveProbs)));
   Napi::Object internal = Napi::Object::New(env);
   internal.Set("symEig", Napi::Function::New(env, BL_NAPI(SymEig)));

@@ -5,6 +5,12 @@
 // All numerics are native (cpp/laplace); this file only types and forwards.
 import { loadNative } from '../native.ts';
 import { native, nativeAsync } from '../errors.ts';
+import type { McBatch } from '../data/batch.ts';
+
+/** Anything carrying a native Model object (the Model class of ts/model.ts). */
+export interface HasNativeModel {
+  readonly native: unknown;
+}
 
 export type TokenHandling = 'reduce' | 'expand';
 export type PredictiveMethod = 'mc' | 'probit' | 'bridge' | 'map';
@@ -15,6 +21,8 @@ export interface KfacLayerSpec {
   dIn: number;
   /** Rows of the weight (output-gradient side). */
   dOut: number;
+  /** LoRA matrix id this layer observes in a model's backward pass (default: its index). */
+  id?: number;
 }
 
 export interface KfacOptions {
@@ -57,6 +65,7 @@ export interface PriorFit {
 
 export interface PosteriorLayerInfo {
   name: string;
+  id: number;
   dIn: number;
   dOut: number;
   count: number;
@@ -130,6 +139,23 @@ export class Posterior {
   lambda(jacobians: (Float32Array | null)[], o: { C: number; B?: number }): Promise<Float64Array> {
     return nativeAsync(() => this.raw.lambda(jacobians, o));
   }
+  /**
+   * Mean logits and logit covariance of a multiple-choice batch: one forward
+   * and C backward passes of the model, Jacobians projected per layer.
+   */
+  predictBatch(
+    model: HasNativeModel,
+    batch: McBatch,
+  ): Promise<{ logits: Float32Array; lambda: Float64Array; logLik: number; nLabelled: number }> {
+    return nativeAsync(() => this.raw.predictBatch(model.native, batch));
+  }
+  /** Label of the Fisher that produced it (persisted). */
+  fisher(): string {
+    return native(() => this.raw.fisher());
+  }
+  setFisher(f: string): void {
+    native(() => this.raw.setFisher(f));
+  }
   dispose(): void {
     native(() => this.raw.dispose());
   }
@@ -157,6 +183,18 @@ export class KfacAccumulator {
   add(layer: Layer, x: Float32Array | null, g: Float32Array | null, o: AddOptions): Promise<void> {
     return nativeAsync(() => this.raw.add(layer, x, g, o));
   }
+  /**
+   * Fisher passes of a model over one multiple-choice batch (one forward, then
+   * C backward passes for 'exact', m for 'sampled', 1 for 'empirical').
+   * Returns the batch's training log-likelihood over labelled examples.
+   */
+  fitBatch(
+    model: HasNativeModel,
+    batch: McBatch,
+    o: { fisher?: 'exact' | 'sampled' | 'empirical'; samples?: number; seed?: number; batchIndex?: number } = {},
+  ): Promise<{ logLik: number; nLabelled: number; nExamples: number }> {
+    return nativeAsync(() => this.raw.fitBatch(model.native, batch, o));
+  }
   /** Add another accumulator's sums and counts (same layers and options). */
   merge(other: KfacAccumulator): Promise<void> {
     return nativeAsync(() => this.raw.merge(other.raw));
@@ -172,7 +210,7 @@ export class KfacAccumulator {
   counts(): Float64Array {
     return native(() => this.raw.counts());
   }
-  layers(): (KfacLayerSpec & { lowRankA: boolean; lowRankG: boolean })[] {
+  layers(): (Required<KfacLayerSpec> & { lowRankA: boolean; lowRankG: boolean })[] {
     return native(() => this.raw.layers());
   }
   /** Bytes held by the accumulator now and at peak (since creation or resetPeak()). */

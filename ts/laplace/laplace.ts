@@ -1,0 +1,160 @@
+// Laplace: the high-level posterior over a model's LoRA weights (Laplace-LoRA).
+//   const la = await Laplace.fit(model, trainBatches, { fisher: 'exact', prior: 'marglik' });
+//   const { probs } = await la.predict(batch, { method: 'mc', samples: 1000 });
+//   await la.save('adapter/laplace.safetensors');
+//   const again = await Laplace.load('adapter/laplace.safetensors', model);
+// Orchestration only: one native call per batch (Fisher passes, predictive),
+// the mathematics lives in cpp/laplace (see SPEC-laplace.md).
+import type { McBatch } from '../data/batch.ts';
+import { invalid, native } from '../errors.ts';
+import type { Model } from '../model.ts';
+import { loadNative } from '../native.ts';
+import {
+  KfacAccumulator,
+  Posterior,
+  predictiveProbs,
+  type KfacLayerSpec,
+  type PredictiveMethod,
+  type PriorFit,
+  type TokenHandling,
+} from './kfac.ts';
+import { loadLaplace, saveLaplace } from './persist.ts';
+
+export type FisherType = 'exact' | 'sampled' | 'empirical';
+
+export interface LaplaceFitOptions {
+  /** Curvature: 'exact' (default; C backward passes), 'sampled' (m labels ~ p), 'empirical' (true labels). */
+  fisher?: FisherType;
+  /** m for 'sampled' (default 1). */
+  samples?: number;
+  /** Seed of the label sampling ('sampled'). */
+  seed?: number;
+  tokens?: TokenHandling;
+  threshold?: number;
+  nKfac?: number;
+  /** Last-layer Laplace: only the LM head's LoRA matrices (needs LoRA on lm_head). */
+  lastLayer?: boolean;
+  /** Prior precision: a number, or 'marglik' (default) to maximise the marginal likelihood. */
+  prior?: number | 'marglik';
+  /** With 'marglik': one prior precision per LoRA matrix instead of one shared. */
+  perLayerPrior?: boolean;
+  /** Search range of the prior precision (default [1e-8, 1e8]). */
+  priorRange?: [number, number];
+  /** Called after each batch. */
+  onBatch?: (index: number, info: { logLik: number; nLabelled: number; nExamples: number }) => void;
+}
+
+export interface LaplacePrediction {
+  /** [B*C] predictive probabilities. */
+  probs: Float64Array;
+  /** [B*C] MAP logits mu. */
+  logits: Float32Array;
+  /** [B*C*C] logit covariance. */
+  lambda: Float64Array;
+}
+
+interface AdapterState {
+  names: string[];
+  thetaNormSq: Float64Array;
+  adapterId: string;
+}
+
+function adapterState(model: Model): AdapterState {
+  const n = loadNative();
+  return native(() => n.laplaceAdapterState(model.native));
+}
+
+export class Laplace {
+  readonly accumulator: KfacAccumulator;
+  readonly posterior: Posterior;
+  /** Training log-likelihood sum_n log p(y_n | x_n, theta*) over labelled fit examples (0 when loaded). */
+  logLik: number;
+  nLabelled: number;
+  private readonly model: Model;
+
+  private constructor(model: Model, acc: KfacAccumulator, post: Posterior, logLik: number, nLabelled: number) {
+    this.model = model;
+    this.accumulator = acc;
+    this.posterior = post;
+    this.logLik = logLik;
+    this.nLabelled = nLabelled;
+  }
+
+  /** K-FAC Fisher over the batches (one native call each), posterior, prior. */
+  static async fit(
+    model: Model,
+    batches: Iterable<McBatch> | AsyncIterable<McBatch>,
+    o: LaplaceFitOptions = {},
+  ): Promise<Laplace> {
+    const n = loadNative();
+    const layers: Required<KfacLayerSpec>[] = native(() => n.laplaceModelLayers(model.native, { lastLayer: o.lastLayer ?? false }));
+    const acc = new KfacAccumulator({ layers, tokens: o.tokens, threshold: o.threshold, nKfac: o.nKfac });
+    const fisher = o.fisher ?? 'exact';
+    let logLik = 0;
+    let nLabelled = 0;
+    let index = 0;
+    try {
+      for await (const b of batches) {
+        const r = await acc.fitBatch(model, b, { fisher, samples: o.samples, seed: o.seed, batchIndex: index });
+        logLik += r.logLik;
+        nLabelled += r.nLabelled;
+        o.onBatch?.(index, r);
+        index++;
+      }
+      if (index === 0) throw invalid('Laplace.fit needs at least one batch');
+      const prior = o.prior ?? 'marglik';
+      const post = await acc.posterior({ delta: typeof prior === 'number' ? prior : 1 });
+      post.setFisher(fisher);
+      const la = new Laplace(model, acc, post, logLik, nLabelled);
+      if (prior === 'marglik') await la.optimizePrior({ perLayer: o.perLayerPrior, range: o.priorRange });
+      return la;
+    } catch (e) {
+      acc.dispose();
+      throw e;
+    }
+  }
+
+  /** ||theta*_l||^2 per posterior layer, from the model's current LoRA weights. */
+  thetaNormSq(): Float64Array {
+    const s = adapterState(this.model);
+    const ls = this.posterior.layers();
+    return Float64Array.from(ls.map((l) => s.thetaNormSq[l.id]));
+  }
+
+  logMarglik(): number {
+    return this.posterior.logMarglik({ logLik: this.logLik, thetaNormSq: this.thetaNormSq() });
+  }
+
+  /** Maximise the Laplace marginal likelihood over log delta (training log-likelihood); sets the prior. */
+  optimizePrior(o: { perLayer?: boolean; range?: [number, number] } = {}): Promise<PriorFit> {
+    const [min, max] = o.range ?? [1e-8, 1e8];
+    return this.posterior.optimizePrior({ logLik: this.logLik, thetaNormSq: this.thetaNormSq(), perLayer: o.perLayer, min, max });
+  }
+
+  /** Linearised predictive of a batch: one forward, C backward passes, then the link approximation. */
+  async predict(
+    batch: McBatch,
+    o: { method?: PredictiveMethod; samples?: number; seed?: number } = {},
+  ): Promise<LaplacePrediction> {
+    const { logits, lambda } = await this.posterior.predictBatch(this.model, batch);
+    const probs = await predictiveProbs(logits, lambda, { C: batch.C, method: o.method ?? 'mc', samples: o.samples, seed: o.seed });
+    return { probs, logits, lambda };
+  }
+
+  /** Save factors, counts, priors and the adapter's identity (a safetensors sidecar). */
+  save(path: string): Promise<void> {
+    return saveLaplace(path, this.accumulator, this.posterior, { adapterId: adapterState(this.model).adapterId });
+  }
+
+  /** Load a saved posterior for `model`, whose current adapter must be the one it was fitted for. */
+  static async load(path: string, model: Model): Promise<Laplace> {
+    const id = adapterState(model).adapterId;
+    const r = await loadLaplace(path, { adapterId: id });
+    return new Laplace(model, r.accumulator, r.posterior, 0, 0);
+  }
+
+  dispose(): void {
+    this.posterior.dispose();
+    this.accumulator.dispose();
+  }
+}
