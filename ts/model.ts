@@ -172,9 +172,12 @@ export class Model {
     native(() => this.native.enableFullTraining());
   }
 
-  /** Evaluation forward (no dropout). */
-  forward(batch: McBatch): Promise<ForwardResult> {
-    return nativeAsync(() => this.native.forward(batch));
+  /**
+   * Forward pass; evaluation (no dropout) unless `train`, which applies LoRA
+   * dropout with masks fixed by `dropoutStep` (e.g. MC dropout, tests).
+   */
+  forward(batch: McBatch, opts: { train?: boolean; dropoutStep?: number } = {}): Promise<ForwardResult> {
+    return nativeAsync(() => this.native.forward(batch, opts));
   }
 
   /** Forward (training mode) + backward + AdamW step, in one native call. */

@@ -351,6 +351,13 @@ void LlamaModel::lin_bwd(const Lin& L, const float* x, const float* u, const flo
 // ---------------------------------------------------------------------------------
 // forward
 
+void LlamaModel::begin_forward(bool train, int64_t dropout_step) {
+  fwd_train_ = train;
+  if (!train) return;
+  const uint64_t step = dropout_step >= 0 ? uint64_t(dropout_step) : ++train_forwards_;
+  fwd_seed_ = mix64(lora_cfg_.seed * 0x2545f4914f6cdd1dull + step);
+}
+
 void LlamaModel::upload_tokens(const int32_t* ids, const uint8_t* mask, int B, int T) {
   const int64_t N = int64_t(B) * T;
   std::vector<int32_t> pos(static_cast<size_t>(N));
@@ -402,7 +409,7 @@ void LlamaModel::trunk_forward() {
   for (int l = 0; l < cfg_.num_hidden_layers; ++l) layer_fwd(l);
 }
 
-McOutput LlamaModel::forward_mc(const McBatchView& b, bool train) {
+McOutput LlamaModel::forward_mc(const McBatchView& b, bool train, int64_t dropout_step) {
   validate_mc_batch(b, cfg_.vocab_size);
   BL_CHECK(int64_t(b.B) * cfg_.vocab_size < int64_t(std::numeric_limits<int32_t>::max()),
            code::kInvalidArgument, "mc batch: B * vocab_size is too large");
@@ -413,8 +420,7 @@ McOutput LlamaModel::forward_mc(const McBatchView& b, bool train) {
   D.attn_saved = be.attention_saved_floats(s);
   ws_.prepare(be, D, WsMode::kMc, b.B, b.T, b.C, a_);
 
-  fwd_train_ = train;
-  if (train) fwd_seed_ = mix64(lora_cfg_.seed * 0x2545f4914f6cdd1dull + (++train_forwards_));
+  begin_forward(train, dropout_step);
 
   const int B = b.B, C = b.C, T = b.T, d = cfg_.hidden_size;
   upload_tokens(b.ids, b.mask, B, T);
@@ -472,7 +478,8 @@ McOutput LlamaModel::forward_mc(const McBatchView& b, bool train) {
   return out;
 }
 
-LmOutput LlamaModel::forward_lm(const LmBatchView& b, bool train, float grad_scale) {
+LmOutput LlamaModel::forward_lm(const LmBatchView& b, bool train, float grad_scale,
+                                int64_t dropout_step) {
   validate_lm_batch(b, cfg_.vocab_size);
   BL_CHECK(std::isfinite(grad_scale), code::kInvalidArgument, "grad_scale must be finite");
   Backend& be = *be_;
@@ -482,8 +489,7 @@ LmOutput LlamaModel::forward_lm(const LmBatchView& b, bool train, float grad_sca
   D.attn_saved = be.attention_saved_floats(s);
   ws_.prepare(be, D, WsMode::kLm, b.B, b.T, 0, a_);
 
-  fwd_train_ = train;
-  if (train) fwd_seed_ = mix64(lora_cfg_.seed * 0x2545f4914f6cdd1dull + (++train_forwards_));
+  begin_forward(train, dropout_step);
 
   const int N = b.B * b.T, d = cfg_.hidden_size, V = cfg_.vocab_size;
   upload_tokens(b.ids, b.mask, b.B, b.T);

@@ -100,8 +100,10 @@ class LlamaModel {
   // ---- forward / backward -----------------------------------------------------------
   // Validates the batch, runs the full stack, the final norm and the LM head at
   // each example's last real position for its C rows only. train = true
-  // applies LoRA dropout (seeded per training forward).
-  McOutput forward_mc(const McBatchView& b, bool train);
+  // applies LoRA dropout, its masks drawn from (LoRA seed, dropout_step);
+  // dropout_step < 0 means the model's own counter of training forwards
+  // (what training uses), >= 0 fixes the masks (tests, MC dropout).
+  McOutput forward_mc(const McBatchView& b, bool train, int64_t dropout_step = -1);
   // dlogits: host [B*C] seed for the last forward_mc. Computes gradients of
   // LoRA matrices (and, in full-training mode, of all weights) when
   // param_grads; zeroes them first unless accumulate_grads. The observer (may
@@ -110,7 +112,8 @@ class LlamaModel {
                    bool param_grads = true);
   // LM forward: full-vocabulary logits, next-token CE; the gradient seed is
   // grad_scale * d(mean loss)/dlogits, kept for backward_lm.
-  LmOutput forward_lm(const LmBatchView& b, bool train, float grad_scale = 1.0f);
+  LmOutput forward_lm(const LmBatchView& b, bool train, float grad_scale = 1.0f,
+                      int64_t dropout_step = -1);
   void backward_lm(LoraObserver* observer, bool accumulate_grads, bool param_grads = true);
   // Host copy of the class logits of the last forward_mc ([B*C]).
   std::vector<float> last_mc_logits() const;
@@ -150,6 +153,7 @@ class LlamaModel {
   Lin head_lin() const;
   uint64_t dropout_seed(const LoraModule& m) const;
   bool dropout_on(const LoraModule& m) const;
+  void begin_forward(bool train, int64_t dropout_step);
   void upload_tokens(const int32_t* ids, const uint8_t* mask, int B, int T);
   void trunk_forward();
   void lin_fwd(const Lin& L, const float* x, float* y, float* u, int N);

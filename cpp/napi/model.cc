@@ -423,10 +423,14 @@ Napi::Value ModelWrap::EnableFullTraining(const Napi::CallbackInfo& info) {
 Napi::Value ModelWrap::Forward(const Napi::CallbackInfo& info) {
   auto l = lease();
   auto d = read_mc(info[0], vocab());
+  Napi::Object o = opt_object(info, 1, "options");
+  // train: LoRA dropout on, masks fixed by dropoutStep (default: the training counter).
+  const bool train = opt_bool(o, "train", false);
+  const int64_t dstep = opt_int(o, "dropoutStep", -1, -1, int64_t(1) << 53);
   auto res = std::make_shared<McOutput>();
   return run_async(
       info.Env(), "bayeslora.model.forward",
-      [l, d, res] { *res = l->model().forward_mc(d->view(), false); },
+      [l, d, res, train, dstep] { *res = l->model().forward_mc(d->view(), train, dstep); },
       [l, res](Napi::Env env) -> Napi::Value {
         l->report_memory(env);
         return mc_to_js(env, *res);

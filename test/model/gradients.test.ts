@@ -149,6 +149,32 @@ describe('finite-difference gradient checks', () => {
     }
   });
 
+  it('LoRA with dropout: backward uses the masks of its forward', async () => {
+    const m = await Model.load(tinyCheckpoint({ arch: 'llama', std: 0.15, kvHeads: 2 }));
+    try {
+      m.addLora({ r: 2, alpha: 4, dropout: 0.3, targetModules: ['q_proj', 'down_proj', 'lm_head'], seed: 4 });
+      randomizeLora(m, 5, 0.3);
+      const batch = mcBatch(randomExamples(3, 64, 3, 3, 6, 8), 'left');
+      const opts = { train: true, dropoutStep: 7 };
+      const evalOut = await m.forward(batch);
+      const f = await m.forward(batch, opts);
+      expect(Math.abs(f.loss! - evalOut.loss!)).toBeGreaterThan(1e-4); // masks applied
+      expect((await m.forward(batch, { train: true, dropoutStep: 8 })).loss).not.toBe(f.loss);
+      expect((await m.forward(batch, opts)).loss).toBe(f.loss); // masks fixed by the step
+      // Seed: d(mean CE)/dlogits = (p - onehot) / n.
+      const seed = Float32Array.from(f.probs, (p, i) => (p - (batch.labels[Math.floor(i / 3)] === i % 3 ? 1 : 0)) / 3);
+      await m.backwardSeed(seed);
+      const grads = m.getLoraGrads();
+      const loss = async () => (await m.forward(batch, opts)).loss!;
+      for (const [k, w] of m.getLoraWeights().entries()) {
+        await checkParam(`${w.path}.A`, w.A, grads[k].A, (v) => m.setLoraWeights([{ path: w.path, A: v }]), loss, 2e-2);
+        await checkParam(`${w.path}.B`, w.B, grads[k].B, (v) => m.setLoraWeights([{ path: w.path, B: v }]), loss, 2e-2);
+      }
+    } finally {
+      m.dispose();
+    }
+  });
+
   it('LM loss w.r.t. LoRA (lmStep without an optimiser step)', async () => {
     const m = await Model.load(tinyCheckpoint({ arch: 'mistral', std: 0.15, kvHeads: 1, vocab: 48 }));
     try {
