@@ -109,6 +109,31 @@ describe('model loading matches the float64 reference', () => {
   });
 });
 
+describe('weight storage', () => {
+  it('F32 weights are used in place; F16 is converted; full training owns copies and gradients', async () => {
+    const opts = { vocab: 64, hidden: 32, layers: 2, intermediate: 64 };
+    const f32 = await Model.load(tinyCheckpoint(opts));
+    const f16 = await Model.load(tinyCheckpoint({ ...opts, dtype: 'F16' }));
+    const full = await Model.load(tinyCheckpoint(opts), { fullTraining: true });
+    try {
+      const bytes = 4 * f32.info().numParams;
+      expect(f32.info().nativeBytes).toBeLessThan(bytes / 10); // zero-copy from the mapping
+      expect(f16.info().nativeBytes).toBeGreaterThanOrEqual(bytes);
+      expect(full.info().nativeBytes).toBeGreaterThanOrEqual(2 * bytes);
+      // Base weights are read-only outside full-training mode.
+      await expectCode(() => f32.setWeight('model.norm.weight', new Float32Array(32)), 'INVALID_ARGUMENT');
+      f32.enableFullTraining();
+      f32.setWeight('model.norm.weight', new Float32Array(32).fill(0.5));
+      expect(Array.from(f32.getWeight('model.norm.weight'))).toEqual(new Array(32).fill(0.5));
+      expect(f32.info().nativeBytes).toBeGreaterThanOrEqual(2 * bytes);
+    } finally {
+      f32.dispose();
+      f16.dispose();
+      full.dispose();
+    }
+  });
+});
+
 describe('malformed checkpoints give typed errors', () => {
   function rewrite(dir: string, edit: (ts: { name: string; dtype: string; shape: number[]; data: Float32Array }[]) => void) {
     const f = path.join(dir, 'model.safetensors');
