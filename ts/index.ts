@@ -3,3 +3,7 @@ export { BayesLoraError, type ErrorCode } from './errors.ts';
 export { info, setThreads, type BuildInfo } from './info.ts';
 export * from './data/index.ts';
 export { Tokenizer } from './tokenizer.ts';
+export { Model, type LoadOptions, type ForwardResult, type OptimizerOptions, type TrainStepOptions, type TrainStepResult, type StepInfo, type LmResult, type LmStepResult, type LoraModuleWeights, type LoraMatrixInfo, type ObservedMatrix, type ModelInfo, type ModelConfigInfo } from './model.ts';
+export { DEFAULT_LORA, LORA_MODULES, resolveLoraConfig, loraScale, type LoraConfig, type LoraModuleName } from './lora.ts';
+export { train, learningRate, type TrainOptions, type TrainResult, type TrainProgress, type EvalRecord, type LrSchedule } from './train.ts';
+export { adapterFiles, isAdapterDir, readAdapterLoraConfig, checkpointDirName, saveAdapter, loadAdapter, ADAPTER_CONFIG, ADAPTER_WEIGHTS } from './adapter.ts';
