@@ -227,6 +227,7 @@ class PosteriorWrap : public Napi::ObjectWrap<PosteriorWrap> {
   Napi::Value Lambda(const Napi::CallbackInfo& info);
   Napi::Value PredictBatch(const Napi::CallbackInfo& info);
   Napi::Value SetFisher(const Napi::CallbackInfo& info);
+  Napi::Value MemoryBytes(const Napi::CallbackInfo& info);
   Napi::Value Fisher(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info);
   Napi::Value Disposed(const Napi::CallbackInfo& info);
@@ -253,6 +254,7 @@ Napi::FunctionReference* PosteriorWrap::Define(Napi::Env env, Napi::Object expor
           InstanceMethod("lambda", &PosteriorWrap::call<&PosteriorWrap::Lambda>),
           InstanceMethod("predictBatch", &PosteriorWrap::call<&PosteriorWrap::PredictBatch>),
           InstanceMethod("setFisher", &PosteriorWrap::call<&PosteriorWrap::SetFisher>),
+          InstanceMethod("memoryBytes", &PosteriorWrap::call<&PosteriorWrap::MemoryBytes>),
           InstanceMethod("fisher", &PosteriorWrap::call<&PosteriorWrap::Fisher>),
           InstanceMethod("dispose", &PosteriorWrap::call<&PosteriorWrap::Dispose>),
           InstanceMethod("isDisposed", &PosteriorWrap::call<&PosteriorWrap::Disposed>),
@@ -483,6 +485,10 @@ Napi::Value PosteriorWrap::SetFisher(const Napi::CallbackInfo& info) {
   Lock lk(h_.busy, "the posterior");
   p->fisher = get_string(info[0], "fisher");
   return info.Env().Undefined();
+}
+
+Napi::Value PosteriorWrap::MemoryBytes(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), double(posterior_bytes(*post())));
 }
 
 Napi::Value PosteriorWrap::Fisher(const Napi::CallbackInfo& info) {

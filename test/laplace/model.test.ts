@@ -346,6 +346,11 @@ describe('Laplace (high-level)', () => {
     expect(seen).toEqual([0, 1]);
     expect(la.nLabelled).toBe(6);
     expect(la.logLik).toBeLessThan(0);
+    const sum = la.summary();
+    expect(sum).toMatchObject({ fisher: 'exact', layers: 6, params: 32 * 4 + 32 + 64, lowRankLayers: 0, count: 6 });
+    expect(sum.factorBytes).toBeGreaterThan(0);
+    expect(sum.posteriorBytes).toBeGreaterThan(0);
+    expect(sum.logMarglik).toBe(la.logMarglik());
     // the prior is the maximiser: zero log-delta gradient
     const g = la.posterior.logMarglikGrad({ thetaNormSq: la.thetaNormSq() });
     expect(Math.abs(g[0])).toBeLessThan(1e-6);

@@ -149,6 +149,10 @@ export class Posterior {
   ): Promise<{ logits: Float32Array; lambda: Float64Array; logLik: number; nLabelled: number }> {
     return nativeAsync(() => this.raw.predictBatch(model.native, batch));
   }
+  /** Bytes held by the eigen form (eigenvectors and eigenvalues). */
+  memoryBytes(): number {
+    return native(() => this.raw.memoryBytes());
+  }
   /** Label of the Fisher that produced it (persisted). */
   fisher(): string {
     return native(() => this.raw.fisher());

@@ -44,6 +44,26 @@ export interface LaplaceFitOptions {
   onBatch?: (index: number, info: { logLik: number; nLabelled: number; nExamples: number }) => void;
 }
 
+/** What the Bayesian part costs and what it chose (for reports and the CLI). */
+export interface LaplaceSummary {
+  fisher: string;
+  layers: number;
+  /** LoRA parameters covered by the posterior. */
+  params: number;
+  /** Layers with at least one low-rank factor side. */
+  lowRankLayers: number;
+  /** Examples (reduce) or tokens (expand) per layer, max over layers. */
+  count: number;
+  priorPrecision: number[];
+  logMarglik: number;
+  /** Native bytes: K-FAC factors (accumulator) and eigen form (posterior). */
+  factorBytes: number;
+  posteriorBytes: number;
+  /** Wall-clock seconds of the Fisher passes (fit) and of building the posterior + prior. */
+  fisherSeconds: number;
+  posteriorSeconds: number;
+}
+
 export interface LaplacePrediction {
   /** [B*C] predictive probabilities. */
   probs: Float64Array;
@@ -70,6 +90,8 @@ export class Laplace {
   /** Training log-likelihood sum_n log p(y_n | x_n, theta*) over labelled fit examples (0 when loaded). */
   logLik: number;
   nLabelled: number;
+  fisherSeconds = 0;
+  posteriorSeconds = 0;
   private readonly model: Model;
 
   private constructor(model: Model, acc: KfacAccumulator, post: Posterior, logLik: number, nLabelled: number) {
@@ -78,6 +100,23 @@ export class Laplace {
     this.posterior = post;
     this.logLik = logLik;
     this.nLabelled = nLabelled;
+  }
+
+  summary(): LaplaceSummary {
+    const layers = this.accumulator.layers();
+    return {
+      fisher: this.posterior.fisher(),
+      layers: layers.length,
+      params: this.posterior.numParams(),
+      lowRankLayers: layers.filter((l) => l.lowRankA || l.lowRankG).length,
+      count: Math.max(...this.accumulator.counts()),
+      priorPrecision: Array.from(this.posterior.prior()),
+      logMarglik: this.logMarglik(),
+      factorBytes: this.accumulator.memory().currentBytes,
+      posteriorBytes: this.posterior.memoryBytes(),
+      fisherSeconds: this.fisherSeconds,
+      posteriorSeconds: this.posteriorSeconds,
+    };
   }
 
   /** K-FAC Fisher over the batches (one native call each), posterior, prior. */
@@ -93,6 +132,7 @@ export class Laplace {
     let logLik = 0;
     let nLabelled = 0;
     let index = 0;
+    const t0 = performance.now();
     try {
       for await (const b of batches) {
         const r = await acc.fitBatch(model, b, { fisher, samples: o.samples, seed: o.seed, batchIndex: index });
@@ -102,11 +142,14 @@ export class Laplace {
         index++;
       }
       if (index === 0) throw invalid('Laplace.fit needs at least one batch');
+      const t1 = performance.now();
       const prior = o.prior ?? 'marglik';
       const post = await acc.posterior({ delta: typeof prior === 'number' ? prior : 1 });
       post.setFisher(fisher);
       const la = new Laplace(model, acc, post, logLik, nLabelled);
       if (prior === 'marglik') await la.optimizePrior({ perLayer: o.perLayerPrior, range: o.priorRange });
+      la.fisherSeconds = (t1 - t0) / 1000;
+      la.posteriorSeconds = (performance.now() - t1) / 1000;
       return la;
     } catch (e) {
       acc.dispose();
