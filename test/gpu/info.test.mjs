@@ -1,7 +1,9 @@
 // The CUDA backend is compiled in and usable, and says what it runs on.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { addon, cudaStatus, cudaUsable, skip } from './common.mjs';
+import { GPU, addon, cudaStatus, cudaUsable, skip as skipAll } from './common.mjs';
+
+const skip = GPU !== 'cuda' ? 'self-check mode (BAYESLORA_GPU_TEST_BACKEND)' : skipAll;
 
 test('cuda is compiled in and usable', { skip }, () => {
   const inf = addon.info();
