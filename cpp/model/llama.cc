@@ -1,6 +1,7 @@
 // LlamaModel: loading, LoRA wiring, forward and backward passes (see llama.h).
 //
 // Layer (pre-norm):  n1 = rms(x); q,k,v = lin(n1) (+bias), RoPE(q,k);
+//                    (n1, n2 are not kept: backward recomputes them)
 //                    x_mid = x + o(attn(q,k,v));  n2 = rms(x_mid);
 //                    x' = x_mid + down(silu(gate(n2)) * up(n2)).
 // A LoRA linear:     y = x W0^T (+b) + s * (drop(x) A^T) B^T, with u = drop(x) A^T
@@ -539,6 +540,7 @@ void LlamaModel::layer_bwd(int l, bool need_input, bool pg, LoraObserver* obs) {
   const bool full = pg && full_training();
   const int B = a_.B, T = a_.T;
   const uint8_t* mask = a_.mask;
+  const float eps = float(cfg_.rms_norm_eps);
 
   const bool attn_lora = lo[kQ] || lo[kK] || lo[kV] || lo[kO];
   const bool mlp_lora = lo[kGate] || lo[kUp] || lo[kDown];
@@ -558,6 +560,7 @@ void LlamaModel::layer_bwd(int l, bool need_input, bool pg, LoraObserver* obs) {
       be.swiglu_bwd(a_.dgate, a_.dup, a_.dact, la.gate, la.up, int64_t(N) * I);
       if (mlp_in_needed) be.zero(a_.dn, size_t(N) * d * sizeof(float));
       float* dn = mlp_in_needed ? a_.dn : nullptr;
+      be.rmsnorm_fwd(la.n2, a_.rstd_tmp, la.x_mid, w.mlp_norm->data, N, d, eps);  // recompute
       lin_bwd(layer_lin(l, kGate), la.n2, la.u[kGate], a_.dgate, dn, N, pg, obs, B, T, mask);
       lin_bwd(layer_lin(l, kUp), la.n2, la.u[kUp], a_.dup, dn, N, pg, obs, B, T, mask);
       if (mlp_in_needed)
@@ -580,6 +583,7 @@ void LlamaModel::layer_bwd(int l, bool need_input, bool pg, LoraObserver* obs) {
       be.rope_bwd(a_.dk, a_.pos, inv_freq_.f(), N, Hkv, hd);
       if (need_input) be.zero(a_.dn, size_t(N) * d * sizeof(float));
       float* dn = need_input ? a_.dn : nullptr;
+      be.rmsnorm_fwd(la.n1, a_.rstd_tmp, a_.resid[size_t(l)], w.attn_norm->data, N, d, eps);  // recompute
       lin_bwd(layer_lin(l, kQ), la.n1, la.u[kQ], a_.dq, dn, N, pg, obs, B, T, mask);
       lin_bwd(layer_lin(l, kK), la.n1, la.u[kK], a_.dk, dn, N, pg, obs, B, T, mask);
       lin_bwd(layer_lin(l, kV), la.n1, la.u[kV], a_.dv, dn, N, pg, obs, B, T, mask);

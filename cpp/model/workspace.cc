@@ -36,10 +36,12 @@ void layout(Carver& cv, const WsDims& D, WsMode mode, int B, int T, int C, Acts&
   a.mask = cv.take<uint8_t>(N);
   a.resid.assign(size_t(D.L) + 1, nullptr);
   for (auto& r : a.resid) r = cv.f(N * D.d);
+  a.nrm = cv.f(N * D.d);
+  a.rstd_tmp = cv.f(N);
   a.layers.assign(size_t(D.L), LayerActs{});
   for (int l = 0; l < D.L; ++l) {
     LayerActs& la = a.layers[size_t(l)];
-    la.n1 = cv.f(N * D.d);
+    la.n1 = a.nrm;
     la.rstd1 = cv.f(N);
     la.q = cv.f(N * D.qd);
     la.k = cv.f(N * D.kvd);
@@ -47,7 +49,7 @@ void layout(Carver& cv, const WsDims& D, WsMode mode, int B, int T, int C, Acts&
     la.att_saved = cv.f(int64_t(D.attn_saved));
     la.att = cv.f(N * D.qd);
     la.x_mid = cv.f(N * D.d);
-    la.n2 = cv.f(N * D.d);
+    la.n2 = a.nrm;
     la.rstd2 = cv.f(N);
     la.gate = cv.f(N * D.I);
     la.up = cv.f(N * D.I);

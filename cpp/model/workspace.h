@@ -26,6 +26,8 @@ struct WsDims {
 enum class WsMode { kNone, kMc, kLm };
 
 struct LayerActs {
+  // n1/n2 (the normed inputs) share one scratch buffer across layers: backward
+  // recomputes them from the saved residual states (cheap, saves 2 N d per layer).
   float *n1 = nullptr, *rstd1 = nullptr;
   float *q = nullptr, *k = nullptr, *v = nullptr;  // q, k after RoPE
   float *att_saved = nullptr, *att = nullptr;
@@ -52,6 +54,7 @@ struct Acts {
   float *act = nullptr, *dact = nullptr, *dgate = nullptr, *dup = nullptr;
   float *gu = nullptr, *vbuf = nullptr, *drop = nullptr, *drop2 = nullptr;
   float *gdense = nullptr, *dnf = nullptr, *dhl = nullptr;
+  float *nrm = nullptr, *rstd_tmp = nullptr;  // normed-input scratch (see LayerActs)
 };
 
 class Workspace {
