@@ -310,6 +310,7 @@ Napi::Value PosteriorWrap::NumParams(const Napi::CallbackInfo& info) {
 
 Napi::Value PosteriorWrap::Prior(const Napi::CallbackInfo& info) {
   auto p = post();
+  Lock lk(h_.busy, "the posterior");
   return to_f64(info.Env(), p->prior().data(), p->prior().size());
 }
 
@@ -772,6 +773,7 @@ Napi::Value KfacWrap::FitBatch(const Napi::CallbackInfo& info) {
 
 Napi::Value KfacWrap::Counts(const Napi::CallbackInfo& info) {
   auto a = acc();
+  Lock lk(h_.busy, "the K-FAC accumulator");
   std::vector<double> z(size_t(a->num_layers()));
   for (int l = 0; l < a->num_layers(); ++l) z[size_t(l)] = a->layer(l).Z;
   return to_f64(info.Env(), z.data(), z.size());

@@ -254,6 +254,11 @@ describe('low-rank factors', () => {
     const LLtv = new Float64Array(d);
     for (let j = 0; j < d; j++) for (let c = 0; c < f.k; c++) LLtv[j] += L[j * f.k + c] * Ltv[c];
     expect(maxAbsDiff(LLtv, Sv) / maxAbs(Sv)).toBeLessThan(1e-9);
+    // nor does its posterior: Ua is d x 6
+    const post = await acc.posterior();
+    expect(post.layers()[0]).toMatchObject({ ka: 6, kg: 8 });
+    expect(post.memoryBytes()).toBeLessThan(dd / 100);
+    post.dispose();
     acc.dispose();
   });
 });
