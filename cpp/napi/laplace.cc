@@ -824,10 +824,10 @@ Napi::Value KfacWrap::Disposed(const Napi::CallbackInfo& info) {
 
 // ---- free functions ------------------------------------------------------------------------
 
-// predictiveProbs(mu [B*C], Lambda [B*C*C] | null, {C, method = 'mc', samples = 1000, seed = 0, eps = 0})
+// predictiveProbs(mu [B*C], Lambda [B*C*C] | null, {C?, method = 'mc', samples = 1000, seed = 0, eps = 0})
+// C may be omitted when Lambda is given (C = |Lambda| / |mu|).
 Napi::Value PredictiveProbs(const Napi::CallbackInfo& info) {
-  Napi::Object o = get_object(info[2], "options");
-  const int C = int(get_int(o.Get("C"), "C", 1, 4096));
+  Napi::Object o = options_arg(info, 2, "options");
   PredictiveOptions po;
   po.method = parse_link(opt_string(o, "method", "mc"));
   po.samples = int(opt_int(o, "samples", 1000, 1, 10000000));
@@ -835,13 +835,25 @@ Napi::Value PredictiveProbs(const Napi::CallbackInfo& info) {
   po.eps = opt_number(o, "eps", 0.0);
   BL_CHECK(std::isfinite(po.eps) && po.eps >= 0, code::kInvalidArgument, "eps must be finite and >= 0");
   auto mu = std::make_shared<std::vector<double>>(read_real_array(info[0], "mu", -1));
+  auto lam = std::make_shared<std::vector<double>>();
+  const bool has_lam = !(info[1].IsNull() || info[1].IsUndefined());
+  if (has_lam) *lam = read_real_array(info[1], "Lambda", -1);
+  int C = 0;
+  if (has(o, "C")) {
+    C = int(get_int(o.Get("C"), "C", 1, 4096));
+  } else {
+    BL_CHECK(has_lam && !mu->empty(), code::kInvalidArgument, "options.C is required without Lambda");
+    C = int(lam->size() / mu->size());
+    BL_CHECK(C >= 1 && size_t(C) * mu->size() == lam->size(), code::kShapeMismatch, "Lambda has ", lam->size(),
+             " entries, not |mu| * C for mu of ", mu->size());
+  }
   BL_CHECK(mu->size() % size_t(C) == 0, code::kShapeMismatch, "mu has ", mu->size(),
            " entries, not a multiple of C = ", C);
   const int B = int(mu->size() / size_t(C));
-  auto lam = std::make_shared<std::vector<double>>();
-  if (!(info[1].IsNull() || info[1].IsUndefined()))
-    *lam = read_real_array(info[1], "Lambda", int64_t(B) * C * C);
-  BL_CHECK(po.method == LinkApprox::kMap || !lam->empty() || B == 0, code::kInvalidArgument,
+  if (has_lam)
+    BL_CHECK(lam->size() == size_t(B) * size_t(C) * size_t(C), code::kShapeMismatch, "Lambda has ", lam->size(),
+             " elements, expected ", size_t(B) * size_t(C) * size_t(C));
+  BL_CHECK(po.method == LinkApprox::kMap || has_lam || B == 0, code::kInvalidArgument,
            "Lambda is required unless method is 'map'");
   auto out = std::make_shared<std::vector<double>>(size_t(B) * size_t(C));
   return run_async(

@@ -135,6 +135,14 @@ describe('predictive probabilities', () => {
     expect(q[0] + q[1] + q[2]).toBeCloseTo(1, 14);
   });
 
+  it('infers C from Lambda', async () => {
+    const a = await predictiveProbs(mu, Lambda, { method: 'probit' });
+    const b = await predictiveProbs(mu, Lambda, { C: 3, method: 'probit' });
+    expect(Array.from(a)).toEqual(Array.from(b));
+    await expectCode(() => predictiveProbs(mu, null, { method: 'map' }), 'INVALID_ARGUMENT');
+    await expectCode(() => predictiveProbs(mu, Lambda.subarray(2), { method: 'probit' }), 'SHAPE_MISMATCH');
+  });
+
   it('validates its inputs with typed errors', async () => {
     await expectCode(() => predictiveProbs(mu, Lambda, { C: 3, method: 'laplace' as never }), 'INVALID_ARGUMENT');
     await expectCode(() => predictiveProbs(mu, Lambda.subarray(1), { C: 3, method: 'mc' }), 'SHAPE_MISMATCH');

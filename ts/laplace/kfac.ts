@@ -233,7 +233,8 @@ export class KfacAccumulator {
 }
 
 export interface PredictiveOptions {
-  C: number;
+  /** Classes; may be omitted when Lambda is given (C = Lambda.length / mu.length). */
+  C?: number;
   method?: PredictiveMethod;
   samples?: number;
   seed?: number;
@@ -245,7 +246,7 @@ export interface PredictiveOptions {
 export function predictiveProbs(
   mu: Float32Array | Float64Array,
   Lambda: Float64Array | Float32Array | null,
-  o: PredictiveOptions,
+  o: PredictiveOptions = {},
 ): Promise<Float64Array> {
   const n = loadNative();
   return nativeAsync(() => n.predictiveProbs(mu, Lambda, o));
