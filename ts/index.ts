@@ -7,3 +7,9 @@ export { Model, type LoadOptions, type ForwardResult, type OptimizerOptions, typ
 export { DEFAULT_LORA, LORA_MODULES, resolveLoraConfig, loraScale, type LoraConfig, type LoraModuleName } from './lora.ts';
 export { train, learningRate, type TrainOptions, type TrainResult, type TrainProgress, type EvalRecord, type LrSchedule } from './train.ts';
 export { adapterFiles, isAdapterDir, readAdapterLoraConfig, checkpointDirName, saveAdapter, loadAdapter, ADAPTER_CONFIG, ADAPTER_WEIGHTS } from './adapter.ts';
+export { KfacAccumulator, Posterior, predictiveProbs } from './laplace/kfac.ts';
+export { saveLaplace, loadLaplace, adapterIdentity } from './laplace/persist.ts';
+export { Laplace, type LaplaceFitOptions, type LaplacePrediction } from './laplace/laplace.ts';
+export { computeMetrics, reliabilityBins, fitTemperature, softmaxRows, type Metrics } from './eval/metrics.ts';
+export { runMainJob, type RunOptions } from './run/main-job.ts';
+export { pretrain, type PretrainOptions } from './pretrain.ts';

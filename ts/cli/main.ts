@@ -6,6 +6,7 @@ type Command = { describe: string; load: () => Promise<{ run: (args: string[]) =
 
 const commands: Record<string, Command> = {
   info: { describe: 'print backend, BLAS, threads, SIMD and CUDA status', load: () => import('./info.ts') },
+  run: { describe: 'the main job: fine-tune LoRA, fit Laplace, compare calibration (npm start)', load: () => import('./run.ts') },
   pretrain: { describe: 'pre-train a small LLaMA model on a text corpus (the built-in model)', load: () => import('./pretrain.ts') },
   data: { describe: 'build the built-in tasks, or convert public QA datasets to JSONL', load: () => import('./data.ts') },
 };

@@ -1,0 +1,101 @@
+// `bayeslora run` (what `npm start` calls): the main job on the built-in model
+// and task by default, or on any LLaMA-family checkpoint and JSONL task.
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { packageRoot } from '../native.ts';
+import { invalid } from '../errors.ts';
+import { runMainJob, type RunOptions } from '../run/main-job.ts';
+
+const HELP = `usage: bayeslora run [options]
+  --model DIR         LLaMA-family checkpoint with tokenizer.json (default: models/wordnet-tiny)
+  --train FILE        training JSONL (default: data/wn-word/train-small.jsonl)
+  --test FILE         test JSONL (default: data/wn-word/test.jsonl)
+  --validation FILE   validation JSONL for temperature scaling and LA-val (default: data/wn-word/validation.jsonl)
+  --shift FILE        distribution-shift test JSONL, repeatable (default: data/foldoc-word/test.jsonl)
+  --out DIR           output directory (default: runs/<timestamp>)
+  --seeds N           seeds to average over (default 2)
+  --format F          answer format: choice (default) | letter
+  --epochs N --lr X --batch N --checkpoints N --r N --alpha X --dropout X --targets a,b,c
+  --no-ensemble       skip the deep ensemble (3 members)
+  --quick             a small, fast run (used by tests): subsets, 1 seed, no ensemble
+`;
+
+function bar(label: string, done: number, total: number): void {
+  if (!process.stderr.isTTY) return;
+  const w = 30;
+  const f = Math.round((w * done) / Math.max(1, total));
+  process.stderr.write(`\r${label} [${'#'.repeat(f)}${'.'.repeat(w - f)}] ${done}/${total}`);
+  if (done >= total) process.stderr.write('\n');
+}
+
+export async function run(args: string[]): Promise<number> {
+  if (args.includes('--help') || args.includes('-h')) {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  const { values } = parseArgs({
+    args,
+    options: {
+      model: { type: 'string', default: path.join(packageRoot, 'models', 'wordnet-tiny') },
+      train: { type: 'string' },
+      test: { type: 'string' },
+      validation: { type: 'string' },
+      shift: { type: 'string', multiple: true },
+      out: { type: 'string' },
+      seeds: { type: 'string' },
+      format: { type: 'string', default: 'choice' },
+      epochs: { type: 'string' },
+      lr: { type: 'string', default: '2e-3' },
+      batch: { type: 'string', default: '16' },
+      checkpoints: { type: 'string' },
+      r: { type: 'string', default: '8' },
+      alpha: { type: 'string', default: '16' },
+      dropout: { type: 'string', default: '0.1' },
+      targets: { type: 'string', default: 'q_proj,v_proj,lm_head' },
+      'max-length': { type: 'string', default: '96' },
+      'no-ensemble': { type: 'boolean', default: false },
+      quick: { type: 'boolean', default: false },
+    },
+  });
+  const data = (p: string) => path.join(packageRoot, 'data', p);
+  const custom = values.train !== undefined;
+  if (custom && (!values.test || !values.validation)) throw invalid('with --train also give --test and --validation');
+  const quick = values.quick!;
+  const num = (v: string | undefined, d: number) => (v === undefined ? d : Number(v));
+  const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+  const o: RunOptions = {
+    model: path.resolve(values.model!),
+    train: path.resolve(values.train ?? data('wn-word/train-small.jsonl')),
+    test: path.resolve(values.test ?? data('wn-word/test.jsonl')),
+    validation: path.resolve(values.validation ?? data('wn-word/validation.jsonl')),
+    shift: (values.shift ?? (custom ? [] : [data('foldoc-word/test.jsonl')])).map((f) => path.resolve(f)),
+    out: path.resolve(values.out ?? path.join('runs', stamp)),
+    seeds: num(values.seeds, quick ? 1 : 2),
+    ensembleMembers: values['no-ensemble'] || quick ? 0 : 3,
+    format: values.format as 'choice' | 'letter',
+    maxLength: num(values['max-length'], 96),
+    lora: {
+      r: num(values.r, 8),
+      alpha: num(values.alpha, 16),
+      dropout: num(values.dropout, 0.1),
+      targetModules: values.targets!.split(',').map((s) => s.trim()).filter(Boolean),
+    },
+    lr: num(values.lr, 2e-3),
+    epochs: num(values.epochs, quick ? 2 : 6),
+    batchSize: num(values.batch, 16),
+    checkpoints: num(values.checkpoints, quick ? 2 : 4),
+    mcdPasses: quick ? 3 : 10,
+    laSamples: quick ? 1000 : 10000,
+    nKfac: 10,
+    extras: !quick,
+    limits: quick ? { train: 256, test: 200, validation: 150, shift: 150 } : undefined,
+    log: (s) => process.stderr.write(`run: ${s}\n`),
+    progress: bar,
+  };
+  if (o.format !== 'choice' && o.format !== 'letter') throw invalid(`--format must be choice or letter`);
+  const report = await runMainJob(o);
+  const { renderMarkdown } = await import('../run/main-job.ts');
+  process.stdout.write(renderMarkdown(report));
+  process.stderr.write(`run: wrote ${o.out}/report.json, report.md, charts, adapter/ and posterior.safetensors\n`);
+  return 0;
+}

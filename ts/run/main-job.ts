@@ -1,0 +1,376 @@
+// The main job (`bayeslora run`): fine-tune LoRA (MAP) with checkpoints and,
+// at each checkpoint, compare MAP with Laplace-LoRA and the usual baselines on
+// ACC, ECE, NLL and Brier, in distribution and under distribution shift,
+// averaged over seeds. Methods:
+//   MAP        softmax of the fine-tuned model's class logits
+//   LA         Laplace over all LoRA matrices, marglik prior, MC predictive
+//   LA-probit  the same posterior, probit predictive
+//   LLLA       last-layer Laplace (LM-head LoRA only), MC predictive
+//   TS         temperature scaling fitted on the validation split
+//   MCD        MC dropout: mean of 10 dropout forward passes
+//   CKPT-ENS   mean probabilities of the last 3 checkpoints
+//   ENS        deep ensemble of independently seeded fine-tunings (final step)
+// and, at the final checkpoint only: LA-expand (tokens: expand), LA-sampled
+// (sampled Fisher), LA-val (prior chosen by validation NLL instead of marglik).
+import { mkdirSync, writeFileSync, renameSync } from 'node:fs';
+import path from 'node:path';
+import { Model } from '../model.ts';
+import { Tokenizer } from '../tokenizer.ts';
+import { train } from '../train.ts';
+import { Laplace, type LaplaceFitOptions } from '../laplace/laplace.ts';
+import { softmaxRows, fitTemperature, computeMetrics, reliabilityBins } from '../eval/metrics.ts';
+import { loadTask, evalBatches, trainBatches, collateOptions, type TaskData } from './datasets.ts';
+import { aggregate, averageProbs, seedRow, type SeedRow, type Split } from './aggregate.ts';
+import type { McBatch } from '../data/batch.ts';
+import type { AnswerFormat } from '../data/format.ts';
+
+export interface RunOptions {
+  model: string;
+  train: string;
+  test: string;
+  validation: string;
+  shift: string[];
+  out: string;
+  seeds: number;
+  ensembleMembers: number; // 0 = no deep ensemble
+  format: AnswerFormat;
+  maxLength: number;
+  lora: { r: number; alpha: number; dropout: number; targetModules: string[] };
+  lr: number;
+  epochs: number;
+  batchSize: number;
+  checkpoints: number; // evaluation checkpoints along training
+  mcdPasses: number;
+  laSamples: number; // MC samples of the predictive
+  nKfac: number;
+  extras: boolean; // LA-expand, LA-sampled, LA-val at the final checkpoint
+  limits?: { train?: number; test?: number; validation?: number; shift?: number };
+  log: (s: string) => void;
+  progress?: (label: string, done: number, total: number) => void;
+}
+
+interface EvalSet {
+  split: Split;
+  task: TaskData;
+  batches: McBatch[];
+}
+
+interface Timing {
+  [k: string]: number;
+}
+
+function now(): number {
+  return performance.now() / 1000;
+}
+
+async function mapLogits(model: Model, set: EvalSet): Promise<Float32Array> {
+  const out = new Float32Array(set.task.encoded.length * set.task.C);
+  let o = 0;
+  for (const b of set.batches) {
+    const r = await model.forward(b);
+    out.set(r.logits, o);
+    o += r.logits.length;
+  }
+  return out;
+}
+
+async function mcDropoutProbs(model: Model, set: EvalSet, passes: number, seed: number): Promise<Float64Array> {
+  const list: Float64Array[] = [];
+  for (let k = 0; k < passes; k++) {
+    const out = new Float64Array(set.task.encoded.length * set.task.C);
+    let o = 0;
+    for (const b of set.batches) {
+      const r = await model.forward(b, { train: true, dropoutStep: seed * 1000 + k });
+      out.set(r.probs, o);
+      o += r.probs.length;
+    }
+    list.push(out);
+  }
+  return averageProbs(list);
+}
+
+async function laProbs(la: Laplace, set: EvalSet, method: 'mc' | 'probit', samples: number, seed: number): Promise<Float64Array> {
+  const out = new Float64Array(set.task.encoded.length * set.task.C);
+  let o = 0;
+  for (const [i, b] of set.batches.entries()) {
+    const r = await la.predict(b, { method, samples, seed: seed * 7919 + i });
+    out.set(r.probs, o);
+    o += r.probs.length;
+  }
+  return out;
+}
+
+/** Both predictives from one set of Jacobian passes (the covariance does not depend on the link). */
+async function laBoth(la: Laplace, set: EvalSet, samples: number, seed: number): Promise<{ mc: Float64Array; probit: Float64Array }> {
+  const { predictiveProbs } = await import('../laplace/kfac.ts');
+  const n = set.task.encoded.length * set.task.C;
+  const mc = new Float64Array(n);
+  const probit = new Float64Array(n);
+  let o = 0;
+  for (const [i, b] of set.batches.entries()) {
+    const r = await la.predict(b, { method: 'mc', samples, seed: seed * 7919 + i });
+    mc.set(r.probs, o);
+    probit.set(await predictiveProbs(r.logits, r.lambda, { C: b.C, method: 'probit' }), o);
+    o += r.probs.length;
+  }
+  return { mc, probit };
+}
+
+export interface RunReport {
+  rows: ReturnType<typeof aggregate>;
+  seedRows: SeedRow[];
+  config: Omit<RunOptions, 'log' | 'progress'>;
+  timings: Timing;
+  peakRssBytes: number;
+  priors: { seed: number; step: number; method: string; delta: number[] }[];
+  charts: string[];
+}
+
+export async function runMainJob(o: RunOptions): Promise<RunReport> {
+  const t0 = now();
+  const timings: Timing = {};
+  const add = (k: string, s: number) => (timings[k] = (timings[k] ?? 0) + s);
+  mkdirSync(o.out, { recursive: true });
+  const tok = await Tokenizer.fromFile(path.join(o.model, 'tokenizer.json'));
+  const enc = { format: o.format, maxLength: o.maxLength };
+  const trainSet = await loadTask(tok, o.train, { ...enc, limit: o.limits?.train });
+  const testSet = await loadTask(tok, o.test, { ...enc, limit: o.limits?.test });
+  const valSet = await loadTask(tok, o.validation, { ...enc, limit: o.limits?.validation });
+  const shiftSets = await Promise.all(o.shift.map((f) => loadTask(tok, f, { ...enc, limit: o.limits?.shift })));
+  const EB = 32;
+  const evalSets: EvalSet[] = [
+    { split: 'test', task: testSet, batches: evalBatches(testSet, tok, EB, o.maxLength) },
+    ...shiftSets.map((t) => ({ split: 'shift' as const, task: t, batches: evalBatches(t, tok, EB, o.maxLength) })),
+  ];
+  const valEval: EvalSet = { split: 'validation', task: valSet, batches: evalBatches(valSet, tok, EB, o.maxLength) };
+  o.log(
+    `data: train ${trainSet.encoded.length} (${o.train}), validation ${valSet.encoded.length}, test ${testSet.encoded.length}` +
+      shiftSets.map((s) => `, shift ${s.name} ${s.encoded.length}`).join(''),
+  );
+
+  const stepsPerEpoch = Math.ceil(trainSet.encoded.length / o.batchSize);
+  const totalSteps = stepsPerEpoch * o.epochs;
+  const evalEvery = Math.max(1, Math.floor(totalSteps / o.checkpoints));
+  const seedRows: SeedRow[] = [];
+  const priors: RunReport['priors'] = [];
+  const finalMapProbs: Map<string, Float64Array[]> = new Map(); // task -> per ensemble member
+  const reliability: Map<string, { method: string; probs: Float64Array }[]> = new Map();
+  const members = Math.max(o.seeds, o.ensembleMembers);
+
+  for (let seed = 0; seed < members; seed++) {
+    const full = seed < o.seeds; // members beyond `seeds` only train for the deep ensemble
+    o.log(`seed ${seed}: fine-tuning${full ? '' : ' (ensemble member)'}`);
+    const model = await Model.load(o.model);
+    try {
+      model.addLora({ ...o.lora, seed: 1000 + seed });
+      const ckptHistory: Map<string, Float64Array[]> = new Map();
+      const curvatureBatches = () => trainBatches(trainSet, tok, 16, o.maxLength, 99);
+      const evaluate = async (m: Model, at: { step: number }) => {
+        if (!full && at.step < totalSteps) return;
+        const isFinal = at.step >= totalSteps;
+        const te = now();
+        // MAP logits of every evaluation set and of validation.
+        const valLogits = await mapLogits(m, valEval);
+        const T = fitTemperature(valLogits, valSet.labels, valSet.C);
+        const mapBy: Map<EvalSet, Float64Array> = new Map();
+        for (const s of evalSets) {
+          const logits = await mapLogits(m, s);
+          const map = softmaxRows(logits, s.task.C);
+          mapBy.set(s, map);
+          if (isFinal) {
+            const k = `${s.split}:${s.task.name}`;
+            finalMapProbs.set(k, [...(finalMapProbs.get(k) ?? []), map]);
+          }
+          if (!full) continue;
+          seedRows.push(seedRow(seed, s.task.name, s.split, at.step, 'MAP', map, s.task.labels, s.task.C));
+          seedRows.push(seedRow(seed, s.task.name, s.split, at.step, 'TS', softmaxRows(logits, s.task.C, T), s.task.labels, s.task.C));
+          const hist = [...(ckptHistory.get(s.task.name + s.split) ?? []), map].slice(-3);
+          ckptHistory.set(s.task.name + s.split, hist);
+          seedRows.push(seedRow(seed, s.task.name, s.split, at.step, 'CKPT-ENS', averageProbs(hist), s.task.labels, s.task.C));
+        }
+        add('map_eval_s', now() - te);
+        if (!full) return;
+        if (o.mcdPasses > 0 && o.lora.dropout > 0) {
+          const tm = now();
+          for (const s of evalSets) {
+            const p = await mcDropoutProbs(m, s, o.mcdPasses, seed);
+            seedRows.push(seedRow(seed, s.task.name, s.split, at.step, 'MCD', p, s.task.labels, s.task.C));
+          }
+          add('mcd_s', now() - tm);
+        }
+        // Laplace variants.
+        const variants: { method: string; opts: LaplaceFitOptions; probit?: string; val?: boolean }[] = [
+          { method: 'LA', opts: { fisher: 'exact', tokens: 'reduce', nKfac: o.nKfac }, probit: 'LA-probit' },
+          { method: 'LLLA', opts: { fisher: 'exact', tokens: 'reduce', nKfac: o.nKfac, lastLayer: true } },
+        ];
+        if (isFinal && o.extras) {
+          variants.push(
+            { method: 'LA-expand', opts: { fisher: 'exact', tokens: 'expand', nKfac: o.nKfac } },
+            { method: 'LA-sampled', opts: { fisher: 'sampled', samples: 1, seed, tokens: 'reduce', nKfac: o.nKfac } },
+          );
+        }
+        for (const v of variants) {
+          const tf = now();
+          const la = await Laplace.fit(m, curvatureBatches(), v.opts);
+          add(`fit_${v.method}_s`, now() - tf);
+          try {
+            priors.push({ seed, step: at.step, method: v.method, delta: [...la.posterior.prior()] });
+            const tp = now();
+            for (const s of evalSets) {
+              const { mc, probit } = await laBoth(la, s, o.laSamples, seed);
+              seedRows.push(seedRow(seed, s.task.name, s.split, at.step, v.method, mc, s.task.labels, s.task.C));
+              if (v.probit) seedRows.push(seedRow(seed, s.task.name, s.split, at.step, v.probit, probit, s.task.labels, s.task.C));
+              if (isFinal && seed === 0 && s.split === 'test' && v.method === 'LA') {
+                reliability.set(s.task.name, [
+                  { method: 'MAP', probs: mapBy.get(s)! },
+                  { method: 'LA', probs: mc },
+                ]);
+              }
+            }
+            add(`predict_${v.method}_s`, now() - tp);
+            if (isFinal && o.extras && v.method === 'LA') {
+              // LA-val: the prior precision that minimises validation NLL (probit), on a grid
+              // around the marglik optimum; the same posterior otherwise.
+              const tv = now();
+              const d0 = la.posterior.prior()[0];
+              let best = { nll: Infinity, delta: d0 };
+              for (const f of [0.01, 0.1, 1, 10, 100]) {
+                la.posterior.setPrior({ delta: d0 * f });
+                const p = await laProbs(la, valEval, 'probit', 0, seed);
+                const nll = computeMetrics(p, valSet.labels, valSet.C).nll;
+                if (nll < best.nll) best = { nll, delta: d0 * f };
+              }
+              la.posterior.setPrior({ delta: best.delta });
+              priors.push({ seed, step: at.step, method: 'LA-val', delta: [best.delta] });
+              for (const s of evalSets) {
+                const p = await laProbs(la, s, 'mc', o.laSamples, seed);
+                seedRows.push(seedRow(seed, s.task.name, s.split, at.step, 'LA-val', p, s.task.labels, s.task.C));
+              }
+              add('la_val_s', now() - tv);
+            }
+            if (isFinal && seed === 0 && v.method === 'LA') {
+              la.posterior.setPrior({ delta: priors.find((p) => p.method === 'LA' && p.step === at.step && p.seed === seed)!.delta[0] });
+              await la.save(path.join(o.out, 'posterior.safetensors'));
+            }
+          } finally {
+            la.dispose();
+          }
+        }
+        o.log(`seed ${seed} step ${at.step}: evaluated in ${(now() - te).toFixed(1)} s`);
+      };
+      const tt = now();
+      await train(model, trainSet.encoded, {
+        epochs: o.epochs,
+        batchSize: o.batchSize,
+        lr: o.lr,
+        warmupRatio: 0.1,
+        schedule: 'linear',
+        weightDecay: 0,
+        seed: 2000 + seed,
+        collate: collateOptions(tok, o.maxLength),
+        evaluate,
+        evalEvery,
+        onProgress: (p) => o.progress?.(`seed ${seed} train`, p.step, p.totalSteps),
+      });
+      add('train_total_s', now() - tt);
+      if (seed === 0) await model.saveAdapter(path.join(o.out, 'adapter'));
+    } finally {
+      model.dispose();
+    }
+  }
+
+  // Deep ensemble over the members' final MAP predictions.
+  if (o.ensembleMembers > 1) {
+    for (const s of evalSets) {
+      const list = finalMapProbs.get(`${s.split}:${s.task.name}`) ?? [];
+      if (list.length >= 2) {
+        const r = seedRow(0, s.task.name, s.split, totalSteps, 'ENS', averageProbs(list.slice(0, o.ensembleMembers)), s.task.labels, s.task.C);
+        seedRows.push(r);
+      }
+    }
+  }
+
+  const rows = aggregate(seedRows);
+  timings.total_s = now() - t0;
+  const charts = await writeCharts(o.out, rows, reliability, evalSets);
+  const { log: _l, progress: _p, ...config } = o;
+  const report: RunReport = {
+    rows,
+    seedRows,
+    config,
+    timings,
+    peakRssBytes: peakRss(),
+    priors,
+    charts,
+  };
+  writeAtomic(path.join(o.out, 'report.json'), JSON.stringify(report, null, 2) + '\n');
+  writeAtomic(path.join(o.out, 'report.md'), renderMarkdown(report));
+  return report;
+}
+
+function peakRss(): number {
+  const ru = process.resourceUsage();
+  return ru.maxRSS * 1024;
+}
+
+function writeAtomic(file: string, text: string): void {
+  writeFileSync(file + '.tmp', text);
+  renameSync(file + '.tmp', file);
+}
+
+async function writeCharts(
+  out: string,
+  rows: ReturnType<typeof aggregate>,
+  reliability: Map<string, { method: string; probs: Float64Array }[]>,
+  evalSets: EvalSet[],
+): Promise<string[]> {
+  const { reliabilityDiagram, metricVsStep } = await import('../eval/charts.ts');
+  const files: string[] = [];
+  for (const [task, series] of reliability) {
+    const set = evalSets.find((s) => s.task.name === task && s.split === 'test')!;
+    const r = await reliabilityDiagram(
+      series.map((s) => ({ method: s.method, bins: reliabilityBins(s.probs, set.task.labels, set.task.C) })),
+      `Reliability, ${task} test (seed 0, final checkpoint)`,
+      path.join(out, `reliability-${task}`),
+    );
+    files.push(r.svg, r.png);
+  }
+  const main = ['MAP', 'LA', 'LA-probit', 'LLLA', 'TS', 'MCD', 'CKPT-ENS'];
+  for (const metric of ['ece', 'nll', 'acc'] as const) {
+    for (const task of [...new Set(rows.map((r) => `${r.split}:${r.task}`))]) {
+      const [split, name] = task.split(':');
+      const data = rows
+        .filter((r) => r.split === split && r.task === name && main.includes(r.method))
+        .map((r) => ({ step: r.step, method: r.method, value: r[metric] }));
+      if (!data.length) continue;
+      const c = await metricVsStep(data, metric.toUpperCase(), `${metric.toUpperCase()} vs step, ${name} (${split})`, path.join(out, `${metric}-vs-step-${name}`));
+      files.push(c.svg, c.png);
+    }
+  }
+  return files.map((f) => path.relative(out, f));
+}
+
+const ORDER = ['MAP', 'LA', 'LA-probit', 'LLLA', 'TS', 'MCD', 'CKPT-ENS', 'ENS', 'LA-expand', 'LA-sampled', 'LA-val'];
+
+export function renderMarkdown(r: RunReport): string {
+  const lastStep = Math.max(...r.rows.map((x) => x.step));
+  const lines: string[] = [];
+  lines.push('# bayeslora run report', '');
+  lines.push(`Model \`${r.config.model}\`, train \`${r.config.train}\`, ${r.config.seeds} seed(s); values are means over seeds (± std).`, '');
+  const fmt = (m: number, s: number) => (r.config.seeds > 1 ? `${m.toFixed(3)} ± ${s.toFixed(3)}` : m.toFixed(3));
+  for (const key of [...new Set(r.rows.map((x) => `${x.split}:${x.task}`))]) {
+    const [split, task] = key.split(':');
+    lines.push(`## ${task} (${split}), final checkpoint (step ${lastStep})`, '');
+    lines.push('| method | ACC | ECE | NLL | Brier |', '|---|---|---|---|---|');
+    const rows = r.rows
+      .filter((x) => x.split === split && x.task === task && x.step === lastStep)
+      .sort((a, b) => ORDER.indexOf(a.method) - ORDER.indexOf(b.method));
+    for (const x of rows) lines.push(`| ${x.method} | ${fmt(x.acc, x.std.acc)} | ${fmt(x.ece, x.std.ece)} | ${fmt(x.nll, x.std.nll)} | ${fmt(x.brier, x.std.brier)} |`);
+    lines.push('');
+  }
+  lines.push('## Timings (seconds, all seeds)', '');
+  for (const [k, v] of Object.entries(r.timings)) lines.push(`- ${k}: ${v.toFixed(1)}`);
+  lines.push('', `Peak resident memory: ${(r.peakRssBytes / 2 ** 20).toFixed(0)} MiB`, '');
+  for (const c of r.charts.filter((c) => c.endsWith('.svg'))) lines.push(`![${c}](${c})`);
+  return lines.join('\n') + '\n';
+}
