@@ -9,8 +9,8 @@ import { chunkTokens, collateLm } from './data/collate.ts';
 import { batches } from './data/sampling.ts';
 import { Rng } from './data/rng.ts';
 import { makeTinyCheckpoint } from './io/random-checkpoint.ts';
-import { loadNative } from './native.ts';
-import { nativeAsync, native, invalid } from './errors.ts';
+import { Model } from './model.ts';
+import { invalid } from './errors.ts';
 
 export interface PretrainOptions {
   corpus: string; // text file, one training text per line
@@ -96,11 +96,10 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainRecord> {
       seed,
       maxPositionEmbeddings: 512,
     });
-    const n = loadNative();
-    const model = await nativeAsync(() => n.Model.load(init, {}));
+    const model = await Model.load(init);
     try {
-      native(() => model.enableFullTraining());
-      const params = Number(native(() => model.info()).numParams);
+      model.enableFullTraining();
+      const params = model.info().numParams;
       log(`model: ${params} parameters`);
       const t0 = performance.now();
       let step = 0;
@@ -110,9 +109,7 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainRecord> {
         for (const chunk of batches(seqs, B, { seed, shuffle: true, dropLast: true, epoch })) {
           if (step >= total) break outer;
           const batch = collateLm(chunk, { padId: tok.padId ?? (tok.eosId as number), maxLength: T });
-          const r = await nativeAsync(() =>
-            model.lmStep(batch, { lr: lrAt(step, total, lr, warmup, minFrac), weightDecay: o.weightDecay ?? 0.01, maxGradNorm: 1.0 }),
-          );
+          const r = await model.lmStep(batch, { lr: lrAt(step, total, lr, warmup, minFrac), weightDecay: o.weightDecay ?? 0.01, maxGradNorm: 1.0 });
           const loss = Number(r.loss);
           if (step === 0) firstLoss = loss;
           recent.push(loss);
@@ -127,7 +124,7 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainRecord> {
       }
       const seconds = (performance.now() - t0) / 1000;
       mkdirSync(o.out, { recursive: true });
-      await nativeAsync(() => model.saveModel(o.out));
+      await model.saveModel(o.out);
       // Record the special tokens in config.json, as HF checkpoints do.
       const cfgPath = path.join(o.out, 'config.json');
       const cfg = JSON.parse(readFileSync(cfgPath, 'utf8'));
@@ -150,7 +147,7 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainRecord> {
       writeFileSync(path.join(o.out, 'pretrain.json'), JSON.stringify(record, null, 2) + '\n');
       return record;
     } finally {
-      native(() => model.dispose());
+      model.dispose();
     }
   } finally {
     if (existsSync(init)) rmSync(init, { recursive: true, force: true });
