@@ -97,16 +97,17 @@ else
   # files it needs on a line "// deps: a.cu b.cu" ("all" = every backend file);
   # cuda_errors.cu (launch checks) always comes along. cudart is static; -ldl
   # for the cuBLAS loader.
-  for h in cuda/dev/*.cu; do
+  build_dev() {
+    local h=$1 name line t0 d
     name=$(basename "$h" .cu)
     line=$(grep -m1 '^// deps:' "$h" || true)
-    deps=(cuda/cuda_errors.cu)
+    local deps=(cuda/cuda_errors.cu)
     if [ "${line#// deps:}" = " all" ]; then
       deps=("${sources[@]}")
     else
       for d in ${line#// deps:}; do deps+=("$d"); done
     fi
-    objs=()
+    local objs=()
     for d in "${deps[@]}"; do objs+=("$tmp/$(echo "$d" | tr '/' '_').o"); done
     t0=$(date +%s)
     if "$NVCC" "${flags[@]}" "$h" "${objs[@]}" -o "$DEV_OUT/$name" -ldl 2>"$tmp/$name.log"; then
@@ -114,8 +115,21 @@ else
     else
       echo "  FAIL $h"
       sed 's/^/       /' "$tmp/$name.log"
-      fails=$((fails + 1))
+      return 1
     fi
+  }
+  dev_pids=()
+  for h in cuda/dev/*.cu; do
+    if [ "$JOBS" -le 1 ]; then
+      build_dev "$h" || fails=$((fails + 1))
+    else
+      build_dev "$h" > "$tmp/$(basename "$h").dev.out" 2>&1 &
+      dev_pids+=("$!:$h")
+    fi
+  done
+  for ph in "${dev_pids[@]}"; do
+    wait "${ph%%:*}" || fails=$((fails + 1))
+    cat "$tmp/$(basename "${ph#*:}").dev.out"
   done
 fi
 
