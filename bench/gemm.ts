@@ -1,7 +1,7 @@
 // GEMM throughput, OpenBLAS and the built-in kernel measured side by side.
-// `measureGemm(shapes?)` is what the engine benchmark imports; run directly
-// (`npx tsx bench/gemm.ts [MxNxK[:ab] ...]`, a/b = n|t for op(A)/op(B)) it
-// prints the same record as JSON. Per shape and implementation the figure is
+// `measureGemm(shapes?)` is what the engine benchmark imports; run directly,
+// `npx tsx bench/gemm.ts [MxNxK[:ab] ...] [--repeats=N]` (a, b = n|t: op(A),
+// op(B) as stored or transposed) prints the same record as JSON. Per shape and implementation the figure is
 // the median over `repeats` rounds of the native median-of-`iters` time; the
 // implementations alternate within a round so machine noise hits all alike.
 // Headline numbers are geometric means over the shapes.
@@ -145,10 +145,11 @@ export function parseShape(arg: string): GemmShape {
   return { M: +m[1], N: +m[2], K: +m[3], ta: m[4] === 't', tb: m[5] === 't', label: arg };
 }
 
-/** Entry point for bench/run.ts-style runners. */
+/** Entry point for bench/run.ts-style runners: shape arguments and --repeats=N. */
 export async function run(args: string[] = []): Promise<object> {
   const shapes = args.filter((a) => !a.startsWith('-')).map(parseShape);
-  return measureGemm(shapes.length ? shapes : defaultShapes);
+  const rep = args.map((a) => /^--repeats=(\d+)$/.exec(a)).find((m) => m);
+  return measureGemm(shapes.length ? shapes : defaultShapes, { repeats: rep ? Math.max(1, +rep[1]) : undefined });
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
