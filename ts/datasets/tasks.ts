@@ -126,7 +126,11 @@ function makeExamples(items: Item[], pools: Map<string, string[]>, rng: Rng, nCh
   return out;
 }
 
-function split(items: Item[], rng: Rng, sizes: { test: number; validation: number; train: number }) {
+function split(all: Item[], rng: Rng, sizes: { test: number; validation: number; train: number }) {
+  // One item per prompt text: different synsets can share a definition, and
+  // a repeated prompt must not land in two splits.
+  const seen = new Set<string>();
+  const items = all.filter((it) => !seen.has(it.prompt) && (seen.add(it.prompt), true));
   const order = rng.shuffle(items.map((_, i) => i));
   const take = (a: number, n: number) => order.slice(a, a + n).map((i) => items[i]);
   const test = take(0, sizes.test);
