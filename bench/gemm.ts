@@ -1,9 +1,10 @@
 // GEMM throughput, OpenBLAS and the built-in kernel measured side by side.
 // `measureGemm(shapes?)` is what the engine benchmark imports; run directly,
 // `npx tsx bench/gemm.ts [MxNxK[:ab] ...] [--repeats=N]` (a, b = n|t: op(A),
-// op(B) as stored or transposed) prints the same record as JSON. Per shape and implementation the figure is
-// the median over `repeats` rounds of the native median-of-`iters` time; the
-// implementations alternate within a round so machine noise hits all alike.
+// op(B) as stored or transposed) prints the same record as JSON. Per shape
+// and implementation the figure is the median over `repeats` rounds of the
+// native median-of-`iters` time; the implementations alternate within a round
+// so machine noise hits all alike.
 // Headline numbers are geometric means over the shapes.
 import { pathToFileURL } from 'node:url';
 import { loadNative } from '../ts/native.ts';
