@@ -135,6 +135,7 @@ Pool& pool() {
 }  // namespace
 
 int num_threads() { return pool().size(); }
+bool in_pool_worker() { return tl_in_pool; }
 void set_num_threads(int n) { pool().resize(n); }
 
 void parallel_for(size_t n, size_t grain, const std::function<void(size_t, size_t)>& fn) {

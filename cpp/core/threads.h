@@ -13,6 +13,11 @@ int num_threads();
 // Change the pool size (>= 1). Not to be called while kernels run.
 void set_num_threads(int n);
 
+// True on a pool worker thread (or a caller inside parallel_for): nested
+// parallel work there runs inline, and multi-threaded libraries (OpenBLAS)
+// should not be entered, or they oversubscribe the cores.
+bool in_pool_worker();
+
 void parallel_for(size_t n, size_t grain, const std::function<void(size_t, size_t)>& fn);
 
 }  // namespace bl

@@ -39,8 +39,11 @@ void sgemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, i
            const float* B, int ldb, float beta, float* C, int ldc) {
   if (M <= 0 || N <= 0) return;
   Impl impl = g_impl.load(std::memory_order_relaxed);
+  // Inside a pool worker (e.g. per-head attention GEMMs) the cores are already
+  // busy: the single-threaded built-in kernel avoids oversubscribing them.
   bool use_blas = impl == Impl::kBlas ||
-                  (impl == Impl::kAuto && K >= kBlasMinK && int64_t(M) * N * K >= kBlasMinWork);
+                  (impl == Impl::kAuto && !in_pool_worker() && K >= kBlasMinK &&
+                   int64_t(M) * N * K >= kBlasMinWork);
   if (use_blas && K > 0 && blas_accepts(ta, tb, M, N, K, lda, ldb, ldc) &&
       blas_sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc))
     return;

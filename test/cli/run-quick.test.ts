@@ -1,0 +1,40 @@
+// `bayeslora run --quick` end to end on the built-in model: every method row,
+// the report files and charts, and calibration sanity (probabilities, metrics
+// in range). Takes a couple of minutes on 2 cores.
+import { describe, expect, it } from 'vitest';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { run } from '../../ts/cli/run.ts';
+
+describe('bayeslora run --quick', () => {
+  it('fine-tunes, fits Laplace and writes the report', async () => {
+    const out = mkdtempSync(path.join(os.tmpdir(), 'bayeslora-run-'));
+    try {
+      const code = await run(['--quick', '--out', out]);
+      expect(code).toBe(0);
+      const report = JSON.parse(readFileSync(path.join(out, 'report.json'), 'utf8'));
+      const methods = new Set(report.rows.map((r: { method: string }) => r.method));
+      for (const m of ['MAP', 'LA', 'LA-probit', 'LLLA', 'TS', 'MCD', 'CKPT-ENS']) expect(methods.has(m)).toBe(true);
+      const splits = new Set(report.rows.map((r: { split: string }) => r.split));
+      expect(splits.has('test')).toBe(true);
+      expect(splits.has('shift')).toBe(true);
+      for (const r of report.rows) {
+        expect(r.acc).toBeGreaterThanOrEqual(0);
+        expect(r.acc).toBeLessThanOrEqual(1);
+        expect(r.ece).toBeGreaterThanOrEqual(0);
+        expect(r.ece).toBeLessThanOrEqual(1);
+        expect(Number.isFinite(r.nll)).toBe(true);
+        expect(r.brier).toBeLessThanOrEqual(2);
+      }
+      for (const f of ['report.md', 'posterior.safetensors', 'adapter/adapter_model.safetensors', 'adapter/adapter_config.json']) {
+        expect(existsSync(path.join(out, f))).toBe(true);
+      }
+      expect(report.charts.some((c: string) => c.endsWith('.png'))).toBe(true);
+      expect(report.charts.some((c: string) => c.startsWith('reliability-'))).toBe(true);
+      expect(report.peakRssBytes).toBeGreaterThan(0);
+    } finally {
+      rmSync(out, { recursive: true, force: true });
+    }
+  }, 600_000);
+});
