@@ -258,6 +258,14 @@ export async function runMainJob(o: RunOptions): Promise<RunReport> {
         }
         o.log(`seed ${seed} step ${at.step}: evaluated in ${(now() - te).toFixed(1)} s`);
       };
+      if (full) {
+        // Step 0: the base model itself (LoRA B = 0), i.e. zero-shot ranking of the
+        // choices by the likelihood the base model gives each answer after the prompt.
+        for (const s of evalSets) {
+          const p = softmaxRows(await mapLogits(model, s), s.task.C);
+          seedRows.push(seedRow(seed, s.task.name, s.split, 0, 'MAP', p, s.task.labels, s.task.C));
+        }
+      }
       const tt = now();
       await train(model, trainSet.encoded, {
         epochs: o.epochs,
@@ -366,6 +374,8 @@ export function renderMarkdown(r: RunReport): string {
       .filter((x) => x.split === split && x.task === task && x.step === lastStep)
       .sort((a, b) => ORDER.indexOf(a.method) - ORDER.indexOf(b.method));
     for (const x of rows) lines.push(`| ${x.method} | ${fmt(x.acc, x.std.acc)} | ${fmt(x.ece, x.std.ece)} | ${fmt(x.nll, x.std.nll)} | ${fmt(x.brier, x.std.brier)} |`);
+    const base = r.rows.find((x) => x.split === split && x.task === task && x.step === 0 && x.method === 'MAP');
+    if (base) lines.push('', `Base model before fine-tuning (step 0): ACC ${fmt(base.acc, base.std.acc)}, ECE ${fmt(base.ece, base.std.ece)}, NLL ${fmt(base.nll, base.std.nll)}.`);
     lines.push('');
   }
   lines.push('## Timings (seconds, all seeds)', '');
