@@ -19,7 +19,7 @@ export async function run(args: string[]): Promise<number> {
       'seq-len': { type: 'string', default: '64' },
       batch: { type: 'string', default: '32' },
       epochs: { type: 'string', default: '1' },
-      'max-steps': { type: 'string' },
+      'max-steps': { type: 'string', default: '1400' },
       lr: { type: 'string', default: '3e-3' },
       seed: { type: 'string', default: '1' },
     },
