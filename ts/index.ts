@@ -13,3 +13,4 @@ export { Laplace, type LaplaceFitOptions, type LaplacePrediction } from './lapla
 export { computeMetrics, reliabilityBins, fitTemperature, softmaxRows, type Metrics } from './eval/metrics.ts';
 export { runMainJob, type RunOptions } from './run/main-job.ts';
 export { pretrain, type PretrainOptions } from './pretrain.ts';
+export { Tensor, type StorageDType, type Device } from './tensor.ts';

@@ -8,5 +8,6 @@ void init_ops(Napi::Env env, Napi::Object exports);      // napi/ops.cc (kernel-
 void init_io(Napi::Env env, Napi::Object exports);       // napi/io.cc (safetensors, config)
 void init_model(Napi::Env env, Napi::Object exports);    // napi/model.cc
 void init_laplace(Napi::Env env, Napi::Object exports);  // napi/laplace.cc
+void init_tensor(Napi::Env env, Napi::Object exports);   // napi/tensor.cc (tensor handles)
 void init_gemm(Napi::Env env, Napi::Object exports);     // napi/gemm.cc (GEMM test and bench surface)
 }  // namespace bl::napi
