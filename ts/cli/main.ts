@@ -9,6 +9,8 @@ const commands: Record<string, Command> = {
   run: { describe: 'the main job: fine-tune LoRA, fit Laplace, compare calibration (npm start)', load: () => import('./run.ts') },
   pretrain: { describe: 'pre-train a small LLaMA model on a text corpus (the built-in model)', load: () => import('./pretrain.ts') },
   data: { describe: 'build the built-in tasks, or convert public QA datasets to JSONL', load: () => import('./data.ts') },
+  fit: { describe: 'fit a Laplace posterior over a PEFT LoRA adapter (K-FAC, marglik prior)', load: () => import('./fit.ts') },
+  predict: { describe: 'Laplace-LoRA predictive (probs, logit mean and covariance) on a JSONL file', load: () => import('./predict.ts') },
 };
 
 function usage(): string {
