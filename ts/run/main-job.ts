@@ -10,7 +10,7 @@
 //   MCD        MC dropout: mean of 10 dropout forward passes
 //   CKPT-ENS   mean probabilities of the last 3 checkpoints
 //   ENS        deep ensemble of independently seeded fine-tunings (final step)
-// and, at the final checkpoint only: LA-expand (tokens: expand), LA-sampled
+// and, at the final checkpoint of the first seed only: LA-expand (tokens: expand), LA-sampled
 // (sampled Fisher), LA-val (prior chosen by validation NLL instead of marglik).
 import { mkdirSync, writeFileSync, renameSync } from 'node:fs';
 import path from 'node:path';
@@ -203,7 +203,7 @@ export async function runMainJob(o: RunOptions): Promise<RunReport> {
           { method: 'LA', opts: { fisher: 'exact', tokens: 'reduce', nKfac: o.nKfac }, probit: 'LA-probit' },
           { method: 'LLLA', opts: { fisher: 'exact', tokens: 'reduce', nKfac: o.nKfac, lastLayer: true } },
         ];
-        if (isFinal && o.extras) {
+        if (isFinal && o.extras && seed === 0) {
           variants.push(
             { method: 'LA-expand', opts: { fisher: 'exact', tokens: 'expand', nKfac: o.nKfac } },
             { method: 'LA-sampled', opts: { fisher: 'sampled', samples: 1, seed, tokens: 'reduce', nKfac: o.nKfac } },
@@ -228,16 +228,19 @@ export async function runMainJob(o: RunOptions): Promise<RunReport> {
               }
             }
             add(`predict_${v.method}_s`, now() - tp);
-            if (isFinal && o.extras && v.method === 'LA') {
+            if (isFinal && o.extras && seed === 0 && v.method === 'LA') {
               // LA-val: the prior precision that minimises validation NLL (probit), on a grid
               // around the marglik optimum; the same posterior otherwise.
               const tv = now();
               const d0 = la.posterior.prior()[0];
               let best = { nll: Infinity, delta: d0 };
+              // The first 256 validation examples keep the grid search affordable.
+              const valPart: EvalSet = { ...valEval, batches: valEval.batches.slice(0, Math.ceil(256 / EB)) };
+              const nPart = valPart.batches.reduce((a, b) => a + b.B, 0);
               for (const f of [0.01, 0.1, 1, 10, 100]) {
                 la.posterior.setPrior({ delta: d0 * f });
-                const p = await laProbs(la, valEval, 'probit', 0, seed);
-                const nll = computeMetrics(p, valSet.labels, valSet.C).nll;
+                const p = await laProbs(la, valPart, 'probit', 0, seed);
+                const nll = computeMetrics(p.subarray(0, nPart * valSet.C), valSet.labels.subarray(0, nPart), valSet.C).nll;
                 if (nll < best.nll) best = { nll, delta: d0 * f };
               }
               la.posterior.setPrior({ delta: best.delta });
