@@ -9,6 +9,7 @@ import { machineRecord } from './machine.ts';
 const here = path.dirname(fileURLToPath(import.meta.url));
 const benches: Record<string, () => Promise<{ run: (args: string[]) => Promise<object> }>> = {
   engine: () => import('./engine.ts'),
+  laplace: () => import('./laplace.ts'),
 };
 
 async function main(): Promise<number> {
