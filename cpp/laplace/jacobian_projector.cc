@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "core/error.h"
+#include "laplace/linalg64.h"
 
 namespace bl::laplace {
 
@@ -52,6 +53,9 @@ void JacobianProjector::observe(const LoraMatrixInfo& m, const float* x, const f
       mask = hmask_.data();
     }
   }
+  // Per example: J_b = sum over real tokens g_t x_t^T, by nonzero rows.
+  batchJ_.resize(size_t(B));
+  std::vector<uint8_t> nz(dout);
   for (size_t b = 0; b < size_t(B); ++b) {
     const float* X = x + b * Tn * din;
     const float* G = g + b * Tn * dout;
@@ -69,34 +73,121 @@ void JacobianProjector::observe(const LoraMatrixInfo& m, const float* x, const f
       X = rx_.data();
       G = rg_.data();
     }
-    std::vector<float> J(dout * din, 0.0f);
-    // J = sum_t g_t x_t^T = G^T X.
-    if (n > 0) cpu_backend().gemm(true, false, e.d_out, e.d_in, n, 1.0f, G, e.d_out, X, e.d_in, 0.0f, J.data(), e.d_in);
-    accept(layer, int(b), cur_, std::move(J));
+    SparseJ& J = batchJ_[b];
+    J.rows.clear();
+    // Row i of J can be nonzero only where some token has g_t,i != 0.
+    std::fill(nz.begin(), nz.end(), uint8_t(0));
+    size_t nnz = 0;
+    for (size_t t = 0; t < size_t(n); ++t)
+      for (size_t i = 0; i < dout; ++i)
+        if (G[t * dout + i] != 0 && !nz[i]) nz[i] = 1, ++nnz;
+    if (nnz * 2 > dout) {  // dense: J = G^T X (one GEMM)
+      J.rows.resize(dout);
+      for (size_t i = 0; i < dout; ++i) J.rows[i] = int(i);
+      J.vals.assign(dout * din, 0.0f);
+      if (n > 0)
+        cpu_backend().gemm(true, false, e.d_out, e.d_in, n, 1.0f, G, e.d_out, X, e.d_in, 0.0f, J.vals.data(),
+                           e.d_in);
+    } else {  // sparse (LM head): only the rows with a gradient
+      J.vals.assign(nnz * din, 0.0f);
+      for (size_t i = 0; i < dout; ++i)
+        if (nz[i]) J.rows.push_back(int(i));
+      for (size_t k = 0; k < J.rows.size(); ++k) {
+        float* Jr = &J.vals[k * din];
+        const size_t i = size_t(J.rows[k]);
+        for (size_t t = 0; t < size_t(n); ++t) {
+          const float gi = G[t * dout + i];
+          if (gi == 0) continue;
+          const float* Xt = X + t * din;
+          for (size_t j = 0; j < din; ++j) Jr[j] += gi * Xt[j];
+        }
+      }
+    }
   }
+  const size_t np = size_t(e.ka) * size_t(e.kg);
+  Pall_.assign(size_t(B) * np, 0.0);
+  project_many(layer, batchJ_.data(), B, Pall_.data());
+  for (int b = 0; b < B; ++b)
+    accept(layer, b, cur_, std::move(batchJ_[size_t(b)]),
+           std::vector<double>(Pall_.begin() + long(size_t(b) * np), Pall_.begin() + long(size_t(b + 1) * np)));
 }
 
 void JacobianProjector::add_jacobian(int l, int b, int c, const float* J) {
   BL_CHECK(l >= 0 && l < post_->num_layers(), code::kInvalidArgument, "layer index ", l, " out of range");
   BL_CHECK(b >= 0 && b < B_ && c >= 0 && c < C_, code::kInvalidArgument, "example/class index out of range");
   const LayerEigen& e = post_->layer(l);
-  accept(l, b, c, std::vector<float>(J, J + e.D()));
+  SparseJ s;
+  s.rows.resize(size_t(e.d_out));
+  for (int i = 0; i < e.d_out; ++i) s.rows[size_t(i)] = i;
+  s.vals.assign(J, J + e.D());
+  std::vector<double> P(size_t(e.ka) * size_t(e.kg), 0.0);
+  project_many(l, &s, 1, P.data());
+  accept(l, b, c, std::move(s), std::move(P));
 }
 
-void JacobianProjector::accept(int l, int b, int c, std::vector<float>&& J) {
+// P_b = Ug^T J_b Ua for nb Jacobians. Step 1 stacks every example's rows and
+// multiplies by Ua once; step 2 applies Ug^T to all examples in one product
+// when they are all dense (columns of the examples side by side), else per
+// example over its own rows of Ug. Each entry is summed in the same order as
+// Posterior::project on the dense J (zero rows add exact zeros), so the
+// results are those of per-example projection.
+void JacobianProjector::project_many(int l, const SparseJ* J, int nb, double* P) {
+  const LayerEigen& e = post_->layer(l);
+  const size_t ka = size_t(e.ka), kg = size_t(e.kg), din = size_t(e.d_in), dout = size_t(e.d_out);
+  if (ka == 0 || kg == 0 || nb == 0) return;
+  size_t R = 0;
+  bool all_dense = true;
+  for (int b = 0; b < nb; ++b) {
+    R += J[b].rows.size();
+    all_dense = all_dense && J[b].rows.size() == dout;
+  }
+  if (R == 0) return;
+  Jst_.resize(R * din);
+  size_t off = 0;
+  for (int b = 0; b < nb; ++b) {
+    std::copy(J[b].vals.begin(), J[b].vals.end(), Jst_.begin() + long(off * din));
+    off += J[b].rows.size();
+  }
+  JU_.resize(R * ka);
+  la::gemm_nn(int(R), e.d_in, e.ka, Jst_.data(), e.Ua.data(), JU_.data());  // J Ua, all rows
+  const size_t np = ka * kg;
+  if (all_dense) {
+    const size_t W = size_t(nb) * ka;
+    JUt_.resize(dout * W);
+    for (size_t b = 0; b < size_t(nb); ++b)
+      for (size_t i = 0; i < dout; ++i)
+        std::copy(&JU_[(b * dout + i) * ka], &JU_[(b * dout + i + 1) * ka], &JUt_[i * W + b * ka]);
+    Pt_.resize(kg * W);
+    la::gemm_tn(e.d_out, e.kg, int(W), e.Ug.data(), JUt_.data(), Pt_.data());
+    for (size_t b = 0; b < size_t(nb); ++b)
+      for (size_t j = 0; j < kg; ++j)
+        std::copy(&Pt_[j * W + b * ka], &Pt_[j * W + (b + 1) * ka], P + b * np + j * ka);
+    return;
+  }
+  off = 0;
+  for (int b = 0; b < nb; ++b) {
+    const size_t nr = J[b].rows.size();
+    if (nr > 0) {
+      Ugs_.resize(nr * kg);
+      for (size_t k = 0; k < nr; ++k)
+        std::copy(&e.Ug[size_t(J[b].rows[k]) * kg], &e.Ug[(size_t(J[b].rows[k]) + 1) * kg], &Ugs_[k * kg]);
+      la::gemm_tn(int(nr), e.kg, e.ka, Ugs_.data(), &JU_[off * ka], P + size_t(b) * np);
+    }
+    off += nr;
+  }
+}
+
+void JacobianProjector::accept(int l, int b, int c, SparseJ&& J, std::vector<double>&& P) {
   const LayerEigen& e = post_->layer(l);
   const size_t base = (size_t(l) * size_t(B_) + size_t(b)) * size_t(C_);
   BL_CHECK(!seen_[base + size_t(c)], code::kInternal, "JacobianProjector: layer '", e.name, "', example ", b,
            ", class ", c, " given twice in one batch");
   const bool complete = e.ka == e.d_in && e.kg == e.d_out;
-  std::vector<double> Jd(J.begin(), J.end());
-  std::vector<double> P(size_t(e.ka) * size_t(e.kg), 0.0);
-  post_->project(l, Jd.data(), P.data());
   proj_[base + size_t(c)] = std::move(P);
   if (!complete) jac_[base + size_t(c)] = std::move(J);
   seen_[base + size_t(c)] = 1;
   const std::vector<double>& Pc = proj_[base + size_t(c)];
-  const size_t Cn = size_t(C_);
+  const size_t Cn = size_t(C_), din = size_t(e.d_in);
   double* Lb = &lambda_[size_t(b) * Cn * Cn];
   for (int c2 = 0; c2 < C_; ++c2) {
     if (!seen_[base + size_t(c2)]) continue;
@@ -104,9 +195,21 @@ void JacobianProjector::accept(int l, int b, int c, std::vector<float>&& J) {
     double frob = 0;
     if (complete) {
       for (size_t i = 0; i < Pc.size(); ++i) frob += Pc[i] * P2[i];
-    } else {
-      const std::vector<float>& J2 = jac_[base + size_t(c2)];
-      for (size_t i = 0; i < Jd.size(); ++i) frob += Jd[i] * double(J2[i]);
+    } else {  // <J, J2>_F over the rows both have, in row-major order
+      const SparseJ &J1 = jac_[base + size_t(c)], &J2 = jac_[base + size_t(c2)];
+      size_t p = 0, q = 0;
+      while (p < J1.rows.size() && q < J2.rows.size()) {
+        if (J1.rows[p] < J2.rows[q]) {
+          ++p;
+        } else if (J2.rows[q] < J1.rows[p]) {
+          ++q;
+        } else {
+          const float *a = &J1.vals[p * din], *b2 = &J2.vals[q * din];
+          for (size_t j = 0; j < din; ++j) frob += double(a[j]) * double(b2[j]);
+          ++p;
+          ++q;
+        }
+      }
     }
     const double q = post_->quad_from_projections(l, Pc.data(), P2.data(), frob);
     const size_t hi = size_t(std::max(c, c2)), lo = size_t(std::min(c, c2));

@@ -11,6 +11,15 @@
 // kg = d_out: both sides dense) it equals the projections' inner product and
 // only projections are stored; for a low-rank layer the Jacobian itself is
 // kept (float32, B x C x D_l for the batch) until the batch is done.
+//
+// Cost (why the code is shaped this way): a pass observes every layer for
+// the whole batch at once, so the projections Ug^T J_b Ua of all B examples
+// are two float64 products over stacked Jacobians (one call each, not 2B
+// small ones). Jacobians are stored by their nonzero rows only: the LM-head
+// B matrix (d_out = vocabulary) has output gradients on the C answer rows
+// alone, so its J_b has at most C (x T) nonzero rows of d_out; projecting and
+// taking inner products over those rows only gives the dense result exactly
+// (the skipped terms are exact zeros).
 #pragma once
 #include <memory>
 #include <vector>
@@ -46,15 +55,24 @@ class JacobianProjector : public LoraObserver {
   int classes() const { return C_; }
 
  private:
-  void accept(int l, int b, int c, std::vector<float>&& J);
+  // One example's Jacobian: its nonzero rows (increasing) and their values.
+  struct SparseJ {
+    std::vector<int> rows;
+    std::vector<float> vals;  // rows.size() x d_in
+  };
+  // Projections of nb Jacobians of layer l into P (nb x kg*ka).
+  void project_many(int l, const SparseJ* J, int nb, double* P);
+  void accept(int l, int b, int c, SparseJ&& J, std::vector<double>&& P);
   std::shared_ptr<const Posterior> post_;
   Backend* be_;
   int B_ = 0, C_ = 0, cur_ = 0;
   std::vector<double> lambda_;                    // B x C x C (lower triangle filled)
   std::vector<std::vector<double>> proj_;          // [(l*B + b)*C + c] projections
-  std::vector<std::vector<float>> jac_;            // same index; kept for low-rank layers
+  std::vector<SparseJ> jac_;                       // same index; kept for low-rank layers
   std::vector<uint8_t> seen_;                      // same index
-  std::vector<float> hx_, hg_, rx_, rg_, J_;       // scratch
+  std::vector<float> hx_, hg_, rx_, rg_;           // scratch
+  std::vector<SparseJ> batchJ_;                    // this pass's Jacobians, by example
+  std::vector<double> Jst_, JU_, JUt_, Pt_, Ugs_, Pall_;  // projection scratch
   std::vector<uint8_t> hmask_;
 };
 
