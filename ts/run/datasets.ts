@@ -7,6 +7,7 @@ import { batches } from '../data/sampling.ts';
 import type { McBatch } from '../data/batch.ts';
 import type { Tokenizer } from '../tokenizer.ts';
 import path from 'node:path';
+import { invalid } from '../errors.ts';
 
 export interface TaskData {
   name: string;
@@ -29,7 +30,7 @@ export async function loadTask(tok: Tokenizer, file: string, s: EncodeSettings, 
   const encoded = await encodeMc(tok, examples, { format: s.format, source: file });
   const C = encoded[0]?.rows.length ?? 0;
   for (const e of encoded) {
-    if (e.rows.length !== C) throw new Error(`${file}: every example must have the same number of choices (${C})`);
+    if (e.rows.length !== C) throw invalid(`${file}: every example must have the same number of choices (${C})`);
   }
   return {
     name: name ?? path.basename(path.dirname(file)),
