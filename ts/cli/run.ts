@@ -83,7 +83,7 @@ export async function run(args: string[]): Promise<number> {
     lr: num(values.lr, 2e-3),
     epochs: num(values.epochs, quick ? 2 : 6),
     batchSize: num(values.batch, 16),
-    checkpoints: num(values.checkpoints, quick ? 2 : 3),
+    checkpoints: num(values.checkpoints, 2),
     mcdPasses: quick ? 3 : 10,
     laSamples: quick ? 1000 : 10000,
     nKfac: 10,

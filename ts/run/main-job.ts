@@ -39,7 +39,7 @@ export interface RunOptions {
   lr: number;
   epochs: number;
   batchSize: number;
-  checkpoints: number; // evaluation checkpoints along training
+  checkpoints: number; // checkpoints with the full evaluation (MCD, Laplace); MAP/TS/CKPT-ENS at 6
   mcdPasses: number;
   laSamples: number; // MC samples of the predictive
   nKfac: number;
@@ -150,7 +150,13 @@ export async function runMainJob(o: RunOptions): Promise<RunReport> {
 
   const stepsPerEpoch = Math.ceil(trainSet.encoded.length / o.batchSize);
   const totalSteps = stepsPerEpoch * o.epochs;
-  const evalEvery = Math.max(1, Math.floor(totalSteps / o.checkpoints));
+  // MAP, TS and CKPT-ENS are cheap and evaluated at every checkpoint (6 per run);
+  // MCD and the Laplace methods at `o.checkpoints` evenly spaced ones (the last included).
+  const mapCheckpoints = Math.max(o.checkpoints, 6);
+  const evalEvery = Math.max(1, Math.floor(totalSteps / mapCheckpoints));
+  // A checkpoint gets the full evaluation when it is the first past a multiple of totalSteps / o.checkpoints.
+  const stage = (step: number) => Math.floor((Math.max(0, step) * o.checkpoints) / totalSteps);
+  const fullAt = (step: number) => stage(step) > stage(step - evalEvery);
   const seedRows: SeedRow[] = [];
   const priors: RunReport['priors'] = [];
   const finalMapProbs: Map<string, Float64Array[]> = new Map(); // task -> per ensemble member
@@ -189,7 +195,7 @@ export async function runMainJob(o: RunOptions): Promise<RunReport> {
           seedRows.push(seedRow(seed, s.task.name, s.split, at.step, 'CKPT-ENS', averageProbs(hist), s.task.labels, s.task.C));
         }
         add('map_eval_s', now() - te);
-        if (!full) return;
+        if (!full || !(isFinal || fullAt(at.step))) return;
         if (o.mcdPasses > 0 && o.lora.dropout > 0) {
           const tm = now();
           for (const s of evalSets) {
