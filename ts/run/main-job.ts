@@ -245,7 +245,7 @@ export async function runMainJob(o: RunOptions): Promise<RunReport> {
               const nPart = valPart.batches.reduce((a, b) => a + b.B, 0);
               for (const f of [0.01, 0.1, 1, 10, 100]) {
                 la.posterior.setPrior({ delta: d0 * f });
-                const p = await laProbs(la, valPart, 'probit', 0, seed);
+                const p = await laProbs(la, valPart, 'probit', 1, seed);
                 const nll = computeMetrics(p.subarray(0, nPart * valSet.C), valSet.labels.subarray(0, nPart), valSet.C).nll;
                 if (nll < best.nll) best = { nll, delta: d0 * f };
               }
