@@ -24,5 +24,14 @@ if (hasCmake && existsSync(cmakeJs)) {
   if (run(process.execPath, [cmakeJs, 'compile', '--CDCMAKE_BUILD_TYPE=Release'])) process.exit(0);
   console.error('bayeslora: cmake-js build failed, trying node-gyp (CPU only)');
 }
-const gyp = spawnSync('npm', ['exec', '--yes', '--', 'node-gyp', 'rebuild'], { cwd: root, stdio: 'inherit' });
+// node-gyp: npm's bundled copy (npm_config_node_gyp) or a global one; use the
+// running node's own headers when present, so no header download is needed.
+const prefix = path.resolve(path.dirname(process.execPath), '..');
+const gypArgs = ['rebuild', '-j', '2'];
+if (existsSync(path.join(prefix, 'include', 'node', 'node_api.h'))) gypArgs.push(`--nodedir=${prefix}`);
+const gypJs = process.env.npm_config_node_gyp;
+const gyp =
+  gypJs && existsSync(gypJs)
+    ? spawnSync(process.execPath, [gypJs, ...gypArgs], { cwd: root, stdio: 'inherit' })
+    : spawnSync('node-gyp', gypArgs, { cwd: root, stdio: 'inherit' });
 process.exit(gyp.status ?? 1);
