@@ -5,7 +5,8 @@
 // writes <out>/posterior.safetensors next to a copy of the adapter, plus
 // <out>/fit.json (the summary and the encoding settings, which `predict`
 // reuses as its defaults so test data is encoded like the training data).
-import { copyFileSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync } from 'node:fs';
+import { writeFileAtomic } from '../io/safetensors.ts';
 import path from 'node:path';
 import { ADAPTER_CONFIG, ADAPTER_WEIGHTS, adapterFiles, isAdapterDir } from '../adapter.ts';
 import { invalid } from '../errors.ts';
@@ -192,8 +193,7 @@ export async function fitPosterior(o: FitCliOptions, hooks: FitHooks = {}): Prom
         summary: s,
       };
       const file = path.join(o.out, FIT_JSON);
-      writeFileSync(file + '.tmp', JSON.stringify(report, null, 2) + '\n');
-      renameSync(file + '.tmp', file);
+      writeFileAtomic(file, JSON.stringify(report, null, 2) + '\n');
       return report;
     } finally {
       la.dispose();

@@ -11,7 +11,8 @@
 // - foldoc-word  FOLDOC (computing) definition -> term: distribution shift.
 // Every choice is one in-vocabulary token of the built-in tokenizer, so
 // choices never collide and `choice` logits are well defined.
-import { existsSync, mkdirSync, writeFileSync, renameSync, mkdtempSync, readdirSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync } from 'node:fs';
+import { writeFileAtomic } from '../io/safetensors.ts';
 import { execFileSync } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
@@ -234,7 +235,5 @@ export function buildTasks(d: DictionaryText, opts: TaskBuildOptions): TaskSplit
 
 export function writeJsonlAtomic(file: string, rows: unknown[]): void {
   mkdirSync(path.dirname(file), { recursive: true });
-  const tmp = `${file}.tmp-${process.pid}`;
-  writeFileSync(tmp, rows.map((r) => JSON.stringify(r)).join('\n') + '\n');
-  renameSync(tmp, file);
+  writeFileAtomic(file, rows.map((r) => JSON.stringify(r)).join('\n') + '\n');
 }

@@ -1,6 +1,6 @@
 // Report charts: reliability diagrams and metric-vs-step curves, specified in
 // Vega-Lite, rendered to SVG by Vega (headless) and to PNG by resvg.
-import { writeFileSync, renameSync } from 'node:fs';
+import { writeFileAtomic } from '../io/safetensors.ts';
 import * as vega from 'vega';
 import * as vl from 'vega-lite';
 import { Resvg } from '@resvg/resvg-js';
@@ -24,10 +24,8 @@ async function render(spec: vl.TopLevelSpec, base: string): Promise<ChartFiles> 
     .render()
     .asPng();
   const out = { svg: `${base}.svg`, png: `${base}.png` };
-  writeFileSync(out.svg + '.tmp', svg);
-  renameSync(out.svg + '.tmp', out.svg);
-  writeFileSync(out.png + '.tmp', png);
-  renameSync(out.png + '.tmp', out.png);
+  writeFileAtomic(out.svg, svg);
+  writeFileAtomic(out.png, png);
   return out;
 }
 

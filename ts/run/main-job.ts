@@ -12,7 +12,8 @@
 //   ENS        deep ensemble of independently seeded fine-tunings (final step)
 // and, at the final checkpoint of the first seed only: LA-expand (tokens: expand), LA-sampled
 // (sampled Fisher), LA-val (prior chosen by validation NLL instead of marglik).
-import { mkdirSync, writeFileSync, renameSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
+import { writeFileAtomic } from '../io/safetensors.ts';
 import path from 'node:path';
 import { Model } from '../model.ts';
 import { Tokenizer } from '../tokenizer.ts';
@@ -320,8 +321,8 @@ export async function runMainJob(o: RunOptions): Promise<RunReport> {
     priors,
     charts,
   };
-  writeAtomic(path.join(o.out, 'report.json'), JSON.stringify(report, null, 2) + '\n');
-  writeAtomic(path.join(o.out, 'report.md'), renderMarkdown(report));
+  writeFileAtomic(path.join(o.out, 'report.json'), JSON.stringify(report, null, 2) + '\n');
+  writeFileAtomic(path.join(o.out, 'report.md'), renderMarkdown(report));
   return report;
 }
 
@@ -330,10 +331,6 @@ function peakRss(): number {
   return ru.maxRSS * 1024;
 }
 
-function writeAtomic(file: string, text: string): void {
-  writeFileSync(file + '.tmp', text);
-  renameSync(file + '.tmp', file);
-}
 
 async function writeCharts(
   out: string,
