@@ -1,10 +1,20 @@
 // MAP fine-tuning loop: AdamW with warmup + linear/cosine decay, gradient
 // accumulation, global-norm clipping, seeded shuffling, periodic evaluation
-// and adapter checkpoints, AbortSignal and progress callbacks. Orchestration
-// only: each micro-batch is one asynchronous native call (backward for the
-// first k-1 micro-batches of an accumulation group, trainStep for the last).
+// and self-sufficient checkpoints (adapter + optimiser + data position, see
+// train-checkpoint.ts) that a later call resumes from bit-identically,
+// AbortSignal and progress callbacks. Orchestration only: each micro-batch is
+// one asynchronous native call (backward for the first k-1 micro-batches of
+// an accumulation group, trainStep for the last).
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { checkpointDirName } from './adapter.ts';
+import {
+  findTrainCheckpoint,
+  restoreTrainCheckpoint,
+  TRAINER_STATE_FILE,
+  writeTrainCheckpoint,
+  type TrainerState,
+} from './train-checkpoint.ts';
 import type { McBatch } from './data/batch.ts';
 import { collateMc, type CollateMcOptions } from './data/collate.ts';
 import type { EncodedMc } from './data/format.ts';
@@ -57,9 +67,24 @@ export interface TrainOptions extends Omit<OptimizerOptions, 'lr'> {
   /** Called every evalEvery steps and after the last step. */
   evaluate?: (model: Model, at: { step: number; epoch: number }) => unknown | Promise<unknown>;
   evalEvery?: number;
-  /** Save the adapter to checkpointDir/checkpoint-<step> every checkpointEvery steps. */
+  /**
+   * Save a training checkpoint (adapter, AdamW state, data position, options)
+   * to checkpointDir/checkpoint-<step> every checkpointEvery steps, after
+   * that step's evaluation.
+   */
   checkpointDir?: string;
   checkpointEvery?: number;
+  /** Called after each checkpoint is complete on disk (e.g. to record progress next to it). */
+  onCheckpoint?: (c: { step: number; dir: string }) => void | Promise<void>;
+  /**
+   * Continue from a checkpoint: a checkpoint directory, or a directory of
+   * checkpoint-* subdirectories (the newest complete one is used). The model
+   * must have the same LoRA config; data and trajectory options must match
+   * the checkpoint's (INVALID_ARGUMENT otherwise). Continues bit-identically.
+   */
+  resumeFrom?: string;
+  /** Resume from the newest complete checkpoint in checkpointDir when there is one (else start fresh). */
+  resume?: boolean;
   signal?: AbortSignal;
   onProgress?: (p: TrainProgress) => void;
 }
@@ -73,6 +98,8 @@ export interface TrainResult {
   evals: EvalRecord[];
   checkpoints: string[];
   seconds: number;
+  /** The checkpoint this run continued from, if any. */
+  resumedFrom?: { dir: string; step: number };
 }
 
 /** Learning rate for optimiser step `step` (0-based) of `total`. */
@@ -144,10 +171,36 @@ export async function train(model: Model, data: readonly McBatch[] | readonly En
     maxGradNorm: opts.maxGradNorm ?? 1.0,
     skipNonFinite: opts.skipNonFinite,
   };
+  // What decides the trajectory; a checkpoint records it and a resume must match it.
+  const resolved: Record<string, unknown> = {
+    lr, epochs, total, warmup, schedule, minLrRatio, seed, shuffle, accum, batchSize: pre ? null : batchSize,
+    beta1: adam.beta1 ?? null, beta2: adam.beta2 ?? null, eps: adam.eps ?? null, weightDecay: adam.weightDecay ?? null,
+    maxGradNorm: adam.maxGradNorm, skipNonFinite: adam.skipNonFinite ?? false,
+    collate: pre ? null : JSON.parse(JSON.stringify(opts.collate ?? null)),
+  };
+  const dataShape = { items: data.length, microBatchesPerEpoch: microPerEpoch };
 
   const result: TrainResult = { steps: 0, epochs: 0, examples: 0, losses: [], skippedSteps: 0, evals: [], checkpoints: [], seconds: 0 };
-  const t0 = performance.now();
+  let t0 = performance.now();
   model.zeroGrads();
+
+  // Resume: restore weights, optimiser and dropout counter, then the position.
+  let startEpoch = 0;
+  let startMicro = 0;
+  const from = opts.resumeFrom ?? (opts.resume && opts.checkpointDir ? opts.checkpointDir : undefined);
+  if (opts.resume && !opts.checkpointDir && !opts.resumeFrom) throw invalid('train: resume needs checkpointDir (or give resumeFrom)');
+  const ckDir = from === undefined ? null : findTrainCheckpoint(from);
+  if (opts.resumeFrom !== undefined && ckDir === null) throw invalid(`train: no complete training checkpoint in ${opts.resumeFrom}`);
+  if (ckDir !== null) {
+    const st = await readResumable(model, ckDir, resolved, dataShape);
+    startEpoch = st.epoch;
+    startMicro = st.nextMicroBatch;
+    Object.assign(result, {
+      steps: st.step, epochs: st.epochs, examples: st.examples, losses: [...st.losses], skippedSteps: st.skippedSteps,
+      evals: [...st.evals], checkpoints: [...st.checkpoints], resumedFrom: { dir: ckDir, step: st.step },
+    });
+    t0 -= st.seconds * 1000;
+  }
 
   const epochBatches = function* (epoch: number): Generator<McBatch> {
     if (pre) {
@@ -167,9 +220,9 @@ export async function train(model: Model, data: readonly McBatch[] | readonly En
     result.evals.push({ step: result.steps, epoch, result: r });
   };
 
-  outer: for (let epoch = 0; epoch < epochs; epoch++) {
+  outer: for (let epoch = startEpoch; epoch < epochs; epoch++) {
     const list = [...epochBatches(epoch)];
-    for (let g = 0; g < list.length; g += accum) {
+    for (let g = epoch === startEpoch ? startMicro : 0; g < list.length; g += accum) {
       if (result.steps >= total) break outer;
       aborted(opts.signal);
       const group = list.slice(g, g + accum);
@@ -214,16 +267,60 @@ export async function train(model: Model, data: readonly McBatch[] | readonly En
         examples: result.examples,
         elapsedMs: performance.now() - t0,
       });
+      if (evalEvery > 0 && result.steps % evalEvery === 0 && result.steps < total) await runEval(epoch);
       if (ckptEvery > 0 && result.steps % ckptEvery === 0) {
         const dir = path.join(opts.checkpointDir!, checkpointDirName(result.steps));
-        await model.saveAdapter(dir);
+        const epochDone = g + accum >= list.length;
         result.checkpoints.push(dir);
+        const state: TrainerState = {
+          step: result.steps,
+          epoch: epochDone ? epoch + 1 : epoch,
+          nextMicroBatch: epochDone ? 0 : g + accum,
+          epochs: epochDone ? epoch + 1 : result.epochs,
+          examples: result.examples,
+          losses: result.losses,
+          skippedSteps: result.skippedSteps,
+          evals: result.evals,
+          checkpoints: result.checkpoints,
+          seconds: (performance.now() - t0) / 1000,
+          options: resolved,
+          data: dataShape,
+          lora: model.info().lora,
+        };
+        await writeTrainCheckpoint(model, dir, state);
+        await opts.onCheckpoint?.({ step: result.steps, dir });
       }
-      if (evalEvery > 0 && result.steps % evalEvery === 0 && result.steps < total) await runEval(epoch);
     }
     result.epochs = epoch + 1;
   }
+  // (A run resumed from its final checkpoint has done every step but not this evaluation.)
   await runEval(Math.max(0, result.epochs - 1));
   result.seconds = (performance.now() - t0) / 1000;
   return result;
+}
+
+/** Restore a checkpoint after checking that it belongs to this model, data and options. */
+async function readResumable(
+  model: Model,
+  dir: string,
+  resolved: Record<string, unknown>,
+  dataShape: TrainerState['data'],
+): Promise<TrainerState> {
+  let peek: TrainerState;
+  try {
+    peek = JSON.parse(readFileSync(path.join(dir, TRAINER_STATE_FILE), 'utf8'));
+  } catch (e) {
+    throw new BayesLoraError('BAD_FILE', `training checkpoint ${dir}: ${(e as Error).message}`);
+  }
+  const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
+  for (const k of Object.keys(resolved)) {
+    if (!same(peek.options?.[k], resolved[k]))
+      throw invalid(`train: cannot resume from ${dir}: option ${k} was ${JSON.stringify(peek.options?.[k])}, now ${JSON.stringify(resolved[k])}`);
+  }
+  if (!same(peek.data, dataShape))
+    throw invalid(`train: cannot resume from ${dir}: the training data differs (${JSON.stringify(peek.data)} vs ${JSON.stringify(dataShape)})`);
+  const lora = model.info().lora;
+  if (!same(peek.lora, lora))
+    throw invalid(`train: cannot resume from ${dir}: the model's LoRA config differs from the checkpoint's`);
+  return restoreTrainCheckpoint(model, dir);
 }

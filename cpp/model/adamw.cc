@@ -59,6 +59,49 @@ StepReport AdamW::step(Backend& be, const std::vector<TrainTensor>& ts, const Ad
   return rep;
 }
 
+std::vector<AdamW::HostMoments> AdamW::export_state(Backend& be) const {
+  std::vector<HostMoments> out;
+  for (const auto& kv : state_) {
+    HostMoments h;
+    h.name = kv.first;
+    h.m.resize(size_t(kv.second.n));
+    h.v.resize(size_t(kv.second.n));
+    be.to_host(h.m.data(), kv.second.m.data(), h.m.size() * sizeof(float));
+    be.to_host(h.v.data(), kv.second.v.data(), h.v.size() * sizeof(float));
+    out.push_back(std::move(h));
+  }
+  return out;
+}
+
+void AdamW::import_state(Backend& be, const std::vector<TrainTensor>& ts, int steps,
+                         const std::vector<HostMoments>& s) {
+  BL_CHECK(steps >= 0, code::kInvalidArgument, "optimizer state: step count must be >= 0, got ", steps);
+  BL_CHECK(steps > 0 || s.empty(), code::kInvalidArgument, "optimizer state: moments without a step");
+  // Validate everything before changing anything.
+  for (const auto& h : s) {
+    const TrainTensor* t = nullptr;
+    for (const auto& x : ts)
+      if (x.name == h.name) t = &x;
+    BL_CHECK(t != nullptr, code::kInvalidArgument, "optimizer state: the model has no trainable tensor '", h.name, "'");
+    BL_CHECK(int64_t(h.m.size()) == t->n && int64_t(h.v.size()) == t->n, code::kInvalidArgument,
+             "optimizer state: '", h.name, "' has ", h.m.size(), "/", h.v.size(), " moments, the tensor has ", t->n);
+    for (size_t i = 0; i < h.m.size(); ++i)
+      BL_CHECK(std::isfinite(h.m[i]) && std::isfinite(h.v[i]) && h.v[i] >= 0, code::kInvalidArgument,
+               "optimizer state: '", h.name, "' has a non-finite or negative moment at ", i);
+  }
+  std::map<std::string, State> next;
+  for (const auto& h : s) {
+    State& st = next[h.name];
+    st.n = int64_t(h.m.size());
+    st.m = Buffer(be, h.m.size() * sizeof(float));
+    st.v = Buffer(be, h.v.size() * sizeof(float));
+    be.to_device(st.m.data(), h.m.data(), st.m.bytes());
+    be.to_device(st.v.data(), h.v.data(), st.v.bytes());
+  }
+  state_ = std::move(next);
+  t_ = steps;
+}
+
 size_t AdamW::bytes() const {
   size_t n = 0;
   for (const auto& kv : state_) n += kv.second.m.bytes() + kv.second.v.bytes();

@@ -50,6 +50,18 @@ class AdamW {
   int steps() const { return t_; }
   size_t bytes() const;
 
+  // Checkpointing (resume after an interruption): host copies of the first
+  // and second moments per tensor name, and their reinstatement. import_state
+  // replaces the whole state; every entry must name one of `ts` with the same
+  // size (INVALID_ARGUMENT otherwise, and nothing changes).
+  struct HostMoments {
+    std::string name;
+    std::vector<float> m, v;
+  };
+  std::vector<HostMoments> export_state(Backend& be) const;
+  void import_state(Backend& be, const std::vector<TrainTensor>& ts, int steps,
+                    const std::vector<HostMoments>& s);
+
  private:
   struct State {
     Buffer m, v;

@@ -131,6 +131,10 @@ class LlamaModel {
   int64_t num_trainable() const;
   AdamW& optimizer() { return adamw_; }
   const AdamW& optimizer() const { return adamw_; }
+  // Training forwards so far: the counter that keys LoRA dropout masks
+  // (saved in training checkpoints so a resumed run draws the same masks).
+  uint64_t train_forwards() const { return train_forwards_; }
+  void set_train_forwards(uint64_t n) { train_forwards_ = n; }
   // Clip, AdamW-update every trainable tensor, zero gradients, invalidate the forward.
   StepReport optimizer_step(const AdamWOptions& o);
 

@@ -290,6 +290,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value Backward(const Napi::CallbackInfo& info);
   Napi::Value OptimizerStep(const Napi::CallbackInfo& info);
   Napi::Value ResetOptimizer(const Napi::CallbackInfo& info);
+  Napi::Value GetTrainState(const Napi::CallbackInfo& info);
+  Napi::Value SetTrainState(const Napi::CallbackInfo& info);
   Napi::Value ZeroGrads(const Napi::CallbackInfo& info);
   Napi::Value LmStep(const Napi::CallbackInfo& info);
   Napi::Value LmLoss(const Napi::CallbackInfo& info);
@@ -330,6 +332,8 @@ Napi::Function ModelWrap::Define(Napi::Env env) {
           InstanceMethod("backward", &ModelWrap::call<&ModelWrap::Backward>),
           InstanceMethod("optimizerStep", &ModelWrap::call<&ModelWrap::OptimizerStep>),
           InstanceMethod("resetOptimizer", &ModelWrap::call<&ModelWrap::ResetOptimizer>),
+          InstanceMethod("getTrainState", &ModelWrap::call<&ModelWrap::GetTrainState>),
+          InstanceMethod("setTrainState", &ModelWrap::call<&ModelWrap::SetTrainState>),
           InstanceMethod("zeroGrads", &ModelWrap::call<&ModelWrap::ZeroGrads>),
           InstanceMethod("lmStep", &ModelWrap::call<&ModelWrap::LmStep>),
           InstanceMethod("lmLoss", &ModelWrap::call<&ModelWrap::LmLoss>),
@@ -491,6 +495,53 @@ Napi::Value ModelWrap::ResetOptimizer(const Napi::CallbackInfo& info) {
   auto l = lease();
   l->model().optimizer().reset();
   l->model().zero_grads();
+  l->report_memory(info.Env());
+  return info.Env().Undefined();
+}
+
+// Optimiser moments, step count and the dropout counter: what a training
+// checkpoint needs besides the weights to continue bit-identically.
+Napi::Value ModelWrap::GetTrainState(const Napi::CallbackInfo& info) {
+  auto l = lease();
+  LlamaModel& m = l->model();
+  Napi::Env env = info.Env();
+  auto st = m.optimizer().export_state(m.backend());
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("step", m.optimizer().steps());
+  o.Set("trainForwards", Napi::Number::New(env, double(m.train_forwards())));
+  Napi::Array arr = Napi::Array::New(env, st.size());
+  for (size_t i = 0; i < st.size(); ++i) {
+    Napi::Object t = Napi::Object::New(env);
+    t.Set("name", st[i].name);
+    t.Set("m", to_f32(env, st[i].m.data(), st[i].m.size()));
+    t.Set("v", to_f32(env, st[i].v.data(), st[i].v.size()));
+    arr.Set(uint32_t(i), t);
+  }
+  o.Set("tensors", arr);
+  return o;
+}
+
+Napi::Value ModelWrap::SetTrainState(const Napi::CallbackInfo& info) {
+  auto l = lease();
+  LlamaModel& m = l->model();
+  Napi::Object o = get_object(info[0], "train state");
+  const int steps = int(get_int(o.Get("step"), "state.step", 0, int64_t(1) << 30));
+  const int64_t fwd = get_int(o.Get("trainForwards"), "state.trainForwards", 0, int64_t(1) << 53);
+  BL_CHECK(o.Get("tensors").IsArray(), code::kInvalidArgument, "state.tensors must be an array");
+  auto arr = o.Get("tensors").As<Napi::Array>();
+  std::vector<AdamW::HostMoments> hs;
+  for (uint32_t i = 0; i < arr.Length(); ++i) {
+    Napi::Object t = get_object(arr.Get(i), "state.tensors[i]");
+    AdamW::HostMoments h;
+    h.name = get_string(t.Get("name"), "state.tensors[i].name");
+    h.m = copy_f32(t.Get("m"), "state.tensors[i].m");
+    h.v = copy_f32(t.Get("v"), "state.tensors[i].v");
+    hs.push_back(std::move(h));
+  }
+  m.optimizer().import_state(m.backend(), m.trainable_tensors(), steps, hs);
+  m.set_train_forwards(uint64_t(fwd));
+  m.zero_grads();
+  m.invalidate_forward();
   l->report_memory(info.Env());
   return info.Env().Undefined();
 }
