@@ -18,6 +18,8 @@ const HELP = `usage: bayeslora run [options]
   --epochs N --lr X --batch N --checkpoints N --r N --alpha X --dropout X --targets a,b,c
   --no-ensemble       skip the deep ensemble (3 members)
   --quick             a small, fast run (used by tests): subsets, 1 seed, no ensemble
+  --resume DIR        continue an interrupted run in DIR with its original options (completed
+                      seeds are kept, training continues from the last checkpoint)
 `;
 
 function bar(label: string, done: number, total: number): void {
@@ -55,8 +57,10 @@ export async function run(args: string[]): Promise<number> {
       'max-length': { type: 'string', default: '96' },
       'no-ensemble': { type: 'boolean', default: false },
       quick: { type: 'boolean', default: false },
+      resume: { type: 'string' },
     },
   });
+  if (values.resume !== undefined) return resume(path.resolve(values.resume), args);
   const data = (p: string) => path.join(packageRoot, 'data', p);
   const custom = values.train !== undefined;
   if (custom && (!values.test || !values.validation)) throw invalid('with --train also give --test and --validation');
@@ -93,6 +97,19 @@ export async function run(args: string[]): Promise<number> {
     progress: bar,
   };
   if (o.format !== 'choice' && o.format !== 'letter') throw invalid(`--format must be choice or letter`);
+  return finish(o);
+}
+
+/** `--resume DIR`: the options come from DIR/progress.json; other flags are refused. */
+async function resume(dir: string, args: string[]): Promise<number> {
+  const others = args.filter((a, i) => a.startsWith('--') && a !== '--resume' && args[i - 1] !== '--resume' && !a.startsWith('--resume='));
+  if (others.length) throw invalid(`--resume takes no other options (the run keeps its own): ${others.join(' ')}`);
+  const { readProgress } = await import('../run/progress.ts');
+  const p = readProgress<Omit<RunOptions, 'log' | 'progress' | 'resume'>, unknown>(dir);
+  return finish({ ...p.config, out: dir, resume: true, log: (s) => process.stderr.write(`run: ${s}\n`), progress: bar });
+}
+
+async function finish(o: RunOptions): Promise<number> {
   const report = await runMainJob(o);
   const { renderMarkdown } = await import('../run/main-job.ts');
   process.stdout.write(renderMarkdown(report));

@@ -12,7 +12,12 @@
 //   ENS        deep ensemble of independently seeded fine-tunings (final step)
 // and, at the final checkpoint of the first seed only: LA-expand (tokens: expand), LA-sampled
 // (sampled Fisher), LA-val (prior chosen by validation NLL instead of marglik).
-import { mkdirSync } from 'node:fs';
+// Interruptions: training writes checkpoints at every evaluation step and
+// progress.json (run/progress.ts) records the seeds done and, for the seed in
+// progress, the checkpoint reached and everything evaluated up to it;
+// `resume: true` continues from there (completed seeds and steps are not redone).
+import { mkdirSync, rmSync } from 'node:fs';
+import { PROGRESS_FILE, readProgress, writeProgress } from './progress.ts';
 import { writeFileAtomic } from '../io/safetensors.ts';
 import path from 'node:path';
 import { Model } from '../model.ts';
@@ -24,6 +29,7 @@ import { loadTask, evalBatches, trainBatches, collateOptions, type TaskData } fr
 import { aggregate, averageProbs, seedRow, type SeedRow, type Split } from './aggregate.ts';
 import type { McBatch } from '../data/batch.ts';
 import type { AnswerFormat } from '../data/format.ts';
+import { BayesLoraError } from '../errors.ts';
 
 export interface RunOptions {
   model: string;
@@ -48,6 +54,21 @@ export interface RunOptions {
   limits?: { train?: number; test?: number; validation?: number; shift?: number };
   log: (s: string) => void;
   progress?: (label: string, done: number, total: number) => void;
+  /** Continue the interrupted run in `out` (its progress.json) instead of starting afresh. */
+  resume?: boolean;
+}
+
+type RunConfig = Omit<RunOptions, 'log' | 'progress' | 'resume'>;
+
+/** What progress.json keeps between processes (see run/progress.ts). */
+interface JobState {
+  seedRows: SeedRow[];
+  priors: RunReport['priors'];
+  finalMapProbs: [string, Float64Array[]][];
+  reliability: [string, { method: string; probs: Float64Array }[]][];
+  ckptHistory: [string, Float64Array[]][]; // of the seed in progress
+  timings: Timing;
+  spentSeconds: number; // wall-clock of earlier processes
 }
 
 interface EvalSet {
@@ -120,7 +141,7 @@ async function laBoth(la: Laplace, set: EvalSet, samples: number, seed: number):
 export interface RunReport {
   rows: ReturnType<typeof aggregate>;
   seedRows: SeedRow[];
-  config: Omit<RunOptions, 'log' | 'progress'>;
+  config: RunConfig;
   timings: Timing;
   peakRssBytes: number;
   priors: { seed: number; step: number; method: string; delta: number[] }[];
@@ -128,8 +149,12 @@ export interface RunReport {
 }
 
 export async function runMainJob(o: RunOptions): Promise<RunReport> {
-  const t0 = now();
-  const timings: Timing = {};
+  const { log: _l0, progress: _p0, resume: _r0, ...runConfig } = o;
+  const prog = o.resume ? readProgress<RunConfig, JobState>(o.out) : null;
+  if (prog && JSON.stringify({ ...prog.config, out: o.out }) !== JSON.stringify({ ...runConfig, out: o.out }))
+    throw new BayesLoraError('INVALID_ARGUMENT', `resume: the options differ from those the run in ${o.out} started with`);
+  const t0 = now() - (prog?.state.spentSeconds ?? 0);
+  const timings: Timing = prog?.state.timings ?? {};
   const add = (k: string, s: number) => (timings[k] = (timings[k] ?? 0) + s);
   mkdirSync(o.out, { recursive: true });
   const tok = await Tokenizer.fromFile(path.join(o.model, 'tokenizer.json'));
@@ -158,19 +183,34 @@ export async function runMainJob(o: RunOptions): Promise<RunReport> {
   // A checkpoint gets the full evaluation when it is the first past a multiple of totalSteps / o.checkpoints.
   const stage = (step: number) => Math.floor((Math.max(0, step) * o.checkpoints) / totalSteps);
   const fullAt = (step: number) => stage(step) > stage(step - evalEvery);
-  const seedRows: SeedRow[] = [];
-  const priors: RunReport['priors'] = [];
-  const finalMapProbs: Map<string, Float64Array[]> = new Map(); // task -> per ensemble member
-  const reliability: Map<string, { method: string; probs: Float64Array }[]> = new Map();
+  const seedRows: SeedRow[] = prog?.state.seedRows ?? [];
+  const priors: RunReport['priors'] = prog?.state.priors ?? [];
+  const finalMapProbs: Map<string, Float64Array[]> = new Map(prog?.state.finalMapProbs ?? []); // task -> per ensemble member
+  const reliability: Map<string, { method: string; probs: Float64Array }[]> = new Map(prog?.state.reliability ?? []);
   const members = Math.max(o.seeds, o.ensembleMembers);
+  const snapshot = (ckptHistory: Map<string, Float64Array[]>): JobState => ({
+    seedRows,
+    priors,
+    finalMapProbs: [...finalMapProbs],
+    reliability: [...reliability],
+    ckptHistory: [...ckptHistory],
+    timings,
+    spentSeconds: now() - t0,
+  });
+  const ckptRoot = path.join(o.out, 'checkpoints');
+  if (!prog) writeProgress<RunConfig, JobState>(o.out, { config: runConfig, seedsDone: 0, current: null, state: snapshot(new Map()) });
+  else o.log(`resuming ${path.join(o.out, PROGRESS_FILE)}: ${prog.seedsDone} of ${members} seed(s) done`);
 
-  for (let seed = 0; seed < members; seed++) {
+  for (let seed = prog?.seedsDone ?? 0; seed < members; seed++) {
     const full = seed < o.seeds; // members beyond `seeds` only train for the deep ensemble
-    o.log(`seed ${seed}: fine-tuning${full ? '' : ' (ensemble member)'}`);
+    const cur = prog?.current?.seed === seed ? prog.current : null;
+    const seedCkpt = path.join(ckptRoot, `seed-${seed}`);
+    if (!cur) rmSync(seedCkpt, { recursive: true, force: true }); // leftovers of an attempt that reached no checkpoint
+    o.log(`seed ${seed}: fine-tuning${full ? '' : ' (ensemble member)'}` + (cur ? `, resuming at step ${cur.step} from ${cur.checkpoint}` : ''));
     const model = await Model.load(o.model);
     try {
       model.addLora({ ...o.lora, seed: 1000 + seed });
-      const ckptHistory: Map<string, Float64Array[]> = new Map();
+      const ckptHistory: Map<string, Float64Array[]> = new Map(cur ? prog!.state.ckptHistory : []);
       const curvatureBatches = () => trainBatches(trainSet, tok, 16, o.maxLength, 99);
       const evaluate = async (m: Model, at: { step: number }) => {
         if (!full && at.step < totalSteps) return;
@@ -268,7 +308,7 @@ export async function runMainJob(o: RunOptions): Promise<RunReport> {
         }
         o.log(`seed ${seed} step ${at.step}: evaluated in ${(now() - te).toFixed(1)} s`);
       };
-      if (full) {
+      if (full && !cur) {
         // Step 0: the base model itself (LoRA B = 0), i.e. zero-shot ranking of the
         // choices by the likelihood the base model gives each answer after the prompt.
         for (const s of evalSets) {
@@ -277,6 +317,8 @@ export async function runMainJob(o: RunOptions): Promise<RunReport> {
         }
       }
       const tt = now();
+      let firstStep = 0;
+      let lastStep = 0;
       await train(model, trainSet.encoded, {
         epochs: o.epochs,
         batchSize: o.batchSize,
@@ -288,13 +330,30 @@ export async function runMainJob(o: RunOptions): Promise<RunReport> {
         collate: collateOptions(tok, o.maxLength),
         evaluate,
         evalEvery,
-        onProgress: (p) => o.progress?.(`seed ${seed} train`, p.step, p.totalSteps),
+        checkpointDir: seedCkpt,
+        checkpointEvery: evalEvery,
+        resumeFrom: cur?.checkpoint,
+        onCheckpoint: (c) =>
+          writeProgress<RunConfig, JobState>(o.out, {
+            config: runConfig,
+            seedsDone: seed,
+            current: { seed, checkpoint: c.dir, step: c.step },
+            state: snapshot(ckptHistory),
+          }),
+        onProgress: (p) => {
+          if (!firstStep) firstStep = p.step;
+          lastStep = p.step;
+          o.progress?.(`seed ${seed} train`, p.step, p.totalSteps);
+        },
       });
       add('train_total_s', now() - tt);
+      o.log(`seed ${seed}: trained steps ${firstStep ? `${firstStep}..${lastStep}` : 'none'} in this process`);
       if (seed === 0) await model.saveAdapter(path.join(o.out, 'adapter'));
     } finally {
       model.dispose();
     }
+    writeProgress<RunConfig, JobState>(o.out, { config: runConfig, seedsDone: seed + 1, current: null, state: snapshot(new Map()) });
+    rmSync(seedCkpt, { recursive: true, force: true });
   }
 
   // Deep ensemble over the members' final MAP predictions.
@@ -311,11 +370,10 @@ export async function runMainJob(o: RunOptions): Promise<RunReport> {
   const rows = aggregate(seedRows);
   timings.total_s = now() - t0;
   const charts = await writeCharts(o.out, rows, reliability, evalSets);
-  const { log: _l, progress: _p, ...config } = o;
   const report: RunReport = {
     rows,
     seedRows,
-    config,
+    config: runConfig,
     timings,
     peakRssBytes: peakRss(),
     priors,
