@@ -20,6 +20,7 @@ import { collateMc, type CollateMcOptions } from './data/collate.ts';
 import type { EncodedMc } from './data/format.ts';
 import { deriveSeed, Rng } from './data/rng.ts';
 import { batches } from './data/sampling.ts';
+import { cancellable } from './abort.ts';
 import { BayesLoraError, invalid } from './errors.ts';
 import type { Model, OptimizerOptions } from './model.ts';
 
@@ -235,9 +236,12 @@ export async function train(model: Model, data: readonly McBatch[] | readonly En
         for (let k = 0; k < group.length; k++) {
           if (k > 0) aborted(opts.signal);
           const last = k === group.length - 1;
-          const r = last
-            ? await model.trainStep(group[k], { ...adam, lr: stepLr, gradScale: scale })
-            : await model.backward(group[k], { gradScale: scale, skipNonFinite: adam.skipNonFinite });
+          // The signal also reaches the native step (between layers, before the update).
+          const r = await cancellable(opts.signal, 'training', (cancel) =>
+            last
+              ? model.trainStep(group[k], { ...adam, lr: stepLr, gradScale: scale, cancel } as Parameters<Model['trainStep']>[1])
+              : model.backward(group[k], { gradScale: scale, skipNonFinite: adam.skipNonFinite, cancel } as Parameters<Model['backward']>[1]),
+          );
           lossSum += r.loss ?? NaN;
           skipped = skipped || r.skipped;
           result.examples += group[k].B;

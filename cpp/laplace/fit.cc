@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "backend/backend.h"
+#include "core/cancel.h"
 #include "core/error.h"
 #include "laplace/persist.h"
 
@@ -95,6 +96,9 @@ FisherBatchStats fisher_batch(LlamaModel& m, const McBatchView& b, KfacAccumulat
 
   std::vector<float> seed(size_t(B) * size_t(C));
   auto run = [&](bool inputs, double weight) {
+    // Abort between passes (an aborted batch leaves the accumulator with some of
+    // its passes: Laplace.fit discards it; low-level callers must too).
+    check_cancel("Laplace fit");
     acc.begin_example_pass(inputs, weight);
     m.backward_mc(seed.data(), &acc, /*accumulate_grads=*/false, /*param_grads=*/false);
   };
@@ -157,6 +161,7 @@ PredictBatchOut predict_batch(LlamaModel& m, const McBatchView& b, std::shared_p
   for (int c = 0; c < C; ++c) {
     std::fill(seed.begin(), seed.end(), 0.0f);
     for (int i = 0; i < B; ++i) seed[size_t(i) * size_t(C) + size_t(c)] = 1.0f;
+    check_cancel("Laplace predict");
     jp.set_class(c);
     m.backward_mc(seed.data(), &jp, /*accumulate_grads=*/false, /*param_grads=*/false);
   }

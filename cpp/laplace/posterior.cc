@@ -4,6 +4,7 @@
 #include <cfloat>
 #include <cmath>
 
+#include "core/cancel.h"
 #include "core/error.h"
 #include "laplace/linalg64.h"
 
@@ -55,6 +56,7 @@ std::shared_ptr<Posterior> Posterior::from_kfac(KfacAccumulator& acc, double del
   auto p = std::make_shared<Posterior>();
   p->options = acc.options();
   for (int l = 0; l < acc.num_layers(); ++l) {
+    check_cancel("Laplace posterior");  // between layers' eigendecompositions
     const KfacLayer& L = acc.layer(l);
     LayerEigen e;
     e.name = L.spec.name;

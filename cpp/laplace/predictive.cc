@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "core/cancel.h"
 #include "core/error.h"
 #include "core/threads.h"
 #include "laplace/linalg64.h"
@@ -64,9 +65,11 @@ void predictive_probs(int B, int C, const double* mu, const double* Lambda, cons
   BL_CHECK(o.samples >= 1, code::kInvalidArgument, "predictive: samples must be >= 1");
   BL_CHECK(std::isfinite(o.eps) && o.eps >= 0, code::kInvalidArgument, "predictive: eps must be >= 0");
 
+  const CancelFlag* cancel = current_cancel();  // pool threads do not see the caller's scope
   parallel_for(Bn, 1, [&](size_t b0, size_t b1) {
     std::vector<double> L(Cn * Cn), A(Cn * Cn), f(Cn), p(Cn), xi(Cn), m(Cn), var(Cn);
     for (size_t b = b0; b < b1; ++b) {
+      check_cancel("predictive", cancel);
       const double* mub = mu + b * Cn;
       const double* Lb = Lambda ? Lambda + b * Cn * Cn : nullptr;
       double* ob = out + b * Cn;

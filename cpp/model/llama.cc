@@ -13,6 +13,7 @@
 #include <cstring>
 #include <limits>
 
+#include "core/cancel.h"
 #include "core/error.h"
 #include "model/rope.h"
 
@@ -407,7 +408,10 @@ void LlamaModel::layer_fwd(int l) {
 
 void LlamaModel::trunk_forward() {
   be_->embedding_fwd(a_.resid[0], a_.ids, weights_.embed->data, a_.N, cfg_.hidden_size);
-  for (int l = 0; l < cfg_.num_hidden_layers; ++l) layer_fwd(l);
+  for (int l = 0; l < cfg_.num_hidden_layers; ++l) {
+    check_cancel("forward");  // an AbortSignal stops within one layer (the forward leaves no state behind)
+    layer_fwd(l);
+  }
 }
 
 McOutput LlamaModel::forward_mc(const McBatchView& b, bool train, int64_t dropout_step) {
@@ -600,7 +604,12 @@ void LlamaModel::trunk_bwd(bool pg, LoraObserver* obs) {
   const bool full = pg && full_training();
   const int L = cfg_.num_hidden_layers;
   const int stop = full ? 0 : lowest_lora_layer();
-  for (int l = L - 1; l >= stop; --l) layer_bwd(l, full || l > stop, pg, obs);
+  for (int l = L - 1; l >= stop; --l) {
+    // Training's gradients are discarded on abort; an observer (a K-FAC
+    // accumulator) must see whole passes, so only observer-free passes stop here.
+    if (!obs) check_cancel("backward");
+    layer_bwd(l, full || l > stop, pg, obs);
+  }
   if (full) be_->embedding_bwd(weights_.embed->grad.f(), a_.ids, a_.dX, a_.N, cfg_.hidden_size);
 }
 

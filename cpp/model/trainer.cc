@@ -3,6 +3,7 @@
 
 #include <cmath>
 
+#include "core/cancel.h"
 #include "core/error.h"
 
 namespace bl {
@@ -24,6 +25,7 @@ StepOutcome finish(LlamaModel& m, bool loss_finite, bool apply_step, const AdamW
     return r;
   }
   if (!apply_step) return r;
+  check_cancel("training step");  // before the update: an aborted step changes no weight
   r.report = m.optimizer_step(o);
   r.stepped = !r.report.skipped;
   r.skipped = r.report.skipped;

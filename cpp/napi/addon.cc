@@ -11,6 +11,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   bl::napi::init_laplace(env, exports);
   bl::napi::init_gemm(env, exports);
   bl::napi::init_tensor(env, exports);
+  bl::napi::init_cancel(env, exports);
   return exports;
 }
 

@@ -22,6 +22,7 @@
 #include "laplace/persist.h"
 #include "laplace/posterior.h"
 #include "laplace/predictive.h"
+#include "napi/cancel.h"
 #include "napi/model.h"
 #include "napi/modules.h"
 #include "napi/util.h"
@@ -392,6 +393,7 @@ Napi::Value PosteriorWrap::OptimizePrior(const Napi::CallbackInfo& info) {
   auto theta = theta_arg(o);
   const bool per_layer = opt_bool(o, "perLayer", false);
   const double lo = opt_number(o, "min", 1e-8), hi = opt_number(o, "max", 1e8);
+  auto cancel = cancel_arg(o);
   BL_CHECK(std::isfinite(ll), code::kInvalidArgument, "logLik must be finite");
   BL_CHECK(std::isfinite(lo) && std::isfinite(hi) && lo > 0 && hi >= lo, code::kInvalidArgument,
            "prior bounds must satisfy 0 < min <= max < inf");
@@ -400,8 +402,11 @@ Napi::Value PosteriorWrap::OptimizePrior(const Napi::CallbackInfo& info) {
   auto fit = std::make_shared<PriorFit>();
   return run_async(
       info.Env(), "bayeslora.laplace.optimizePrior",
-      [p, lk, ll, theta, per_layer, lo, hi, fit] {
-        *fit = optimize_prior(*p, ll, theta, per_layer, lo, hi); },
+      [p, lk, ll, theta, per_layer, lo, hi, fit, cancel] {
+        CancelScope cs(cancel);
+        check_cancel("optimizePrior");
+        *fit = optimize_prior(*p, ll, theta, per_layer, lo, hi);
+      },
       [fit, lk](Napi::Env env) -> Napi::Value {
         lk->release();
         return prior_fit_object(env, *fit);
@@ -463,11 +468,15 @@ Napi::Value PosteriorWrap::PredictBatch(const Napi::CallbackInfo& info) {
     BL_CHECK(mi.d_in == e.d_in && mi.d_out == e.d_out, code::kShapeMismatch, "posterior layer '", e.name,
              "' is ", e.d_out, "x", e.d_in, ", the model's LoRA matrix ", e.id, " is ", mi.d_out, "x", mi.d_in);
   }
+  auto cancel = cancel_arg(options_arg(info, 2, "options"));
   auto lk = std::make_shared<Lock>(h_.busy, "the posterior");
   auto out = std::make_shared<PredictBatchOut>();
   return run_async(
       info.Env(), "bayeslora.laplace.predictBatch",
-      [p, lease, batch, lk, out] { *out = predict_batch(lease->model(), batch->view(), p); },
+      [p, lease, batch, lk, out, cancel] {
+        CancelScope cs(cancel);
+        *out = predict_batch(lease->model(), batch->view(), p);
+      },
       [lease, lk, out](Napi::Env env) -> Napi::Value {
         lk->release();
         lease->report_memory(env);
@@ -697,10 +706,12 @@ Napi::Value KfacWrap::MakePosterior(const Napi::CallbackInfo& info) {
   const double delta = opt_number(o, "delta", 1.0);
   BL_CHECK(std::isfinite(delta) && delta > 0, code::kInvalidArgument, "delta must be finite and > 0");
   for (double d : deltas) BL_CHECK(d > 0, code::kInvalidArgument, "deltas must be > 0");
+  auto cancel = cancel_arg(o);
   auto out = std::make_shared<std::shared_ptr<Posterior>>();
   return run_async(
       info.Env(), "bayeslora.kfac.posterior",
-      [a, lk, out, delta, deltas] {
+      [a, lk, out, delta, deltas, cancel] {
+        CancelScope cs(cancel);
         *out = Posterior::from_kfac(*a, delta);
         if (!deltas.empty()) (*out)->set_prior(deltas);
       },
@@ -753,11 +764,15 @@ Napi::Value KfacWrap::FitBatch(const Napi::CallbackInfo& info) {
   fo.samples = int(opt_int(o, "samples", 1, 1, 4096));
   fo.seed = uint64_t(opt_int(o, "seed", 0, 0, int64_t(1) << 53));
   const uint64_t index = uint64_t(opt_int(o, "batchIndex", 0, 0, int64_t(1) << 53));
+  auto cancel = cancel_arg(o);
   auto lk = std::make_shared<Lock>(h_.busy, "the K-FAC accumulator");
   auto st = std::make_shared<FisherBatchStats>();
   return run_async(
       info.Env(), "bayeslora.kfac.fitBatch",
-      [a, lease, batch, fo, index, lk, st] { *st = fisher_batch(lease->model(), batch->view(), *a, fo, index); },
+      [a, lease, batch, fo, index, lk, st, cancel] {
+        CancelScope cs(cancel);
+        *st = fisher_batch(lease->model(), batch->view(), *a, fo, index);
+      },
       [this, lease, lk, st](Napi::Env env) -> Napi::Value {
         lk->release();
         lease->report_memory(env);
@@ -833,6 +848,7 @@ Napi::Value PredictiveProbs(const Napi::CallbackInfo& info) {
   po.samples = int(opt_int(o, "samples", 1000, 1, 10000000));
   po.seed = uint64_t(opt_int(o, "seed", 0, 0, int64_t(1) << 53));
   po.eps = opt_number(o, "eps", 0.0);
+  auto cancel = cancel_arg(o);
   BL_CHECK(std::isfinite(po.eps) && po.eps >= 0, code::kInvalidArgument, "eps must be finite and >= 0");
   auto mu = std::make_shared<std::vector<double>>(read_real_array(info[0], "mu", -1));
   auto lam = std::make_shared<std::vector<double>>();
@@ -858,7 +874,8 @@ Napi::Value PredictiveProbs(const Napi::CallbackInfo& info) {
   auto out = std::make_shared<std::vector<double>>(size_t(B) * size_t(C));
   return run_async(
       info.Env(), "bayeslora.laplace.predictive",
-      [mu, lam, out, B, C, po] {
+      [mu, lam, out, B, C, po, cancel] {
+        CancelScope cs(cancel);
         predictive_probs(B, C, mu->data(), lam->empty() ? nullptr : lam->data(), po, out->data());
       },
       [out](Napi::Env env) -> Napi::Value { return to_f64(env, out->data(), out->size()); });

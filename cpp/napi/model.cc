@@ -12,6 +12,7 @@
 #include "backend/backend.h"
 #include "model/persist.h"
 #include "model/trainer.h"
+#include "napi/cancel.h"
 #include "napi/modules.h"
 #include "napi/util.h"
 
@@ -93,6 +94,7 @@ struct StepOpts {
   AdamWOptions adam;
   float grad_scale = 1.0f;
   bool apply = true;
+  std::shared_ptr<CancelFlag> cancel;  // options.cancel (a CancelToken)
 };
 
 AdamWOptions read_adamw(const Napi::Object& o) {
@@ -115,6 +117,7 @@ StepOpts read_step(const Napi::Object& o, bool apply_default) {
   BL_CHECK(std::isfinite(gs) && gs > 0, code::kInvalidArgument, "gradScale must be a positive finite number, got ", gs);
   s.grad_scale = float(gs);
   s.apply = opt_bool(o, "applyStep", apply_default);
+  s.cancel = cancel_arg(o);
   return s;
 }
 
@@ -450,7 +453,10 @@ static Napi::Value run_mc_step(const Napi::CallbackInfo& info, std::shared_ptr<M
   auto res = std::make_shared<McStepResult>();
   return run_async(
       info.Env(), "bayeslora.model.trainStep",
-      [l, d, so, res] { *res = mc_train_step(l->model(), d->view(), so.grad_scale, so.apply, so.adam); },
+      [l, d, so, res] {
+        CancelScope cs(so.cancel);
+        *res = mc_train_step(l->model(), d->view(), so.grad_scale, so.apply, so.adam);
+      },
       [l, res](Napi::Env env) -> Napi::Value {
         l->report_memory(env);
         Napi::Object o = mc_to_js(env, res->out);
@@ -559,7 +565,10 @@ Napi::Value ModelWrap::LmStep(const Napi::CallbackInfo& info) {
   auto res = std::make_shared<LmStepResult>();
   return run_async(
       info.Env(), "bayeslora.model.lmStep",
-      [l, d, so, res] { *res = lm_train_step(l->model(), d->view(), so.grad_scale, so.apply, so.adam); },
+      [l, d, so, res] {
+        CancelScope cs(so.cancel);
+        *res = lm_train_step(l->model(), d->view(), so.grad_scale, so.apply, so.adam);
+      },
       [l, res](Napi::Env env) -> Napi::Value {
         l->report_memory(env);
         Napi::Object o = Napi::Object::New(env);

@@ -5,6 +5,7 @@
 // All numerics are native (cpp/laplace); this file only types and forwards.
 import { loadNative } from '../native.ts';
 import { native, nativeAsync } from '../errors.ts';
+import { cancellable } from '../abort.ts';
 import type { McBatch } from '../data/batch.ts';
 
 /** Anything carrying a native Model object (the Model class of ts/model.ts). */
@@ -129,8 +130,9 @@ export class Posterior {
     return native(() => this.raw.logMarglikGrad(o));
   }
   /** Maximise the marginal likelihood over log delta in [min, max]; sets the prior. */
-  optimizePrior(o: MarglikInputs & { perLayer?: boolean; min?: number; max?: number }): Promise<PriorFit> {
-    return nativeAsync(() => this.raw.optimizePrior(o));
+  optimizePrior(o: MarglikInputs & { perLayer?: boolean; min?: number; max?: number; signal?: AbortSignal }): Promise<PriorFit> {
+    const { signal, ...rest } = o;
+    return cancellable(signal, 'optimizePrior', (cancel) => nativeAsync(() => this.raw.optimizePrior({ ...rest, cancel })));
   }
   /**
    * Logit covariance Lambda [B x C x C] from per-layer Jacobians: jacobians[l] is
@@ -146,8 +148,9 @@ export class Posterior {
   predictBatch(
     model: HasNativeModel,
     batch: McBatch,
+    o: { signal?: AbortSignal } = {},
   ): Promise<{ logits: Float32Array; lambda: Float64Array; logLik: number; nLabelled: number }> {
-    return nativeAsync(() => this.raw.predictBatch(model.native, batch));
+    return cancellable(o.signal, 'predictBatch', (cancel) => nativeAsync(() => this.raw.predictBatch(model.native, batch, { cancel })));
   }
   /** Bytes held by the eigen form (eigenvectors and eigenvalues). */
   memoryBytes(): number {
@@ -195,16 +198,19 @@ export class KfacAccumulator {
   fitBatch(
     model: HasNativeModel,
     batch: McBatch,
-    o: { fisher?: 'exact' | 'sampled' | 'empirical'; samples?: number; seed?: number; batchIndex?: number } = {},
+    o: { fisher?: 'exact' | 'sampled' | 'empirical'; samples?: number; seed?: number; batchIndex?: number; signal?: AbortSignal } = {},
   ): Promise<{ logLik: number; nLabelled: number; nExamples: number }> {
-    return nativeAsync(() => this.raw.fitBatch(model.native, batch, o));
+    // An aborted batch leaves some of its passes in the accumulator: discard it then.
+    const { signal, ...rest } = o;
+    return cancellable(signal, 'fitBatch', (cancel) => nativeAsync(() => this.raw.fitBatch(model.native, batch, { ...rest, cancel })));
   }
   /** Add another accumulator's sums and counts (same layers and options). */
   merge(other: KfacAccumulator): Promise<void> {
     return nativeAsync(() => this.raw.merge(other.raw));
   }
-  async posterior(o: { delta?: number; deltas?: number[] | Float64Array } = {}): Promise<Posterior> {
-    const raw = await nativeAsync<Raw>(() => this.raw.posterior(o));
+  async posterior(o: { delta?: number; deltas?: number[] | Float64Array; signal?: AbortSignal } = {}): Promise<Posterior> {
+    const { signal, ...rest } = o;
+    const raw = await cancellable(signal, 'posterior', (cancel) => nativeAsync<Raw>(() => this.raw.posterior({ ...rest, cancel })));
     return new Posterior(raw);
   }
   factor(layer: Layer, side: 'A' | 'G'): FactorView {
@@ -240,6 +246,7 @@ export interface PredictiveOptions {
   seed?: number;
   /** Added to Lambda's diagonal before the Cholesky (mc). */
   eps?: number;
+  signal?: AbortSignal;
 }
 
 /** Predictive probabilities [B*C] from mean logits mu [B*C] and Lambda [B*C*C] (null for 'map'). */
@@ -249,5 +256,6 @@ export function predictiveProbs(
   o: PredictiveOptions = {},
 ): Promise<Float64Array> {
   const n = loadNative();
-  return nativeAsync(() => n.predictiveProbs(mu, Lambda, o));
+  const { signal, ...rest } = o;
+  return cancellable(signal, 'predictiveProbs', (cancel) => nativeAsync(() => n.predictiveProbs(mu, Lambda, { ...rest, cancel })));
 }

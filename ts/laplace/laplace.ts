@@ -6,6 +6,7 @@
 // Orchestration only: one native call per batch (Fisher passes, predictive),
 // the mathematics lives in cpp/laplace (see SPEC-laplace.md).
 import type { McBatch } from '../data/batch.ts';
+import { throwIfAborted } from '../abort.ts';
 import { invalid, native } from '../errors.ts';
 import type { Model } from '../model.ts';
 import { loadNative } from '../native.ts';
@@ -40,6 +41,12 @@ export interface LaplaceFitOptions {
   perLayerPrior?: boolean;
   /** Search range of the prior precision (default [1e-8, 1e8]). */
   priorRange?: [number, number];
+  /**
+   * Cancels the fit: checked between batches and, natively, between the
+   * backward passes of a batch and between layers of the posterior; rejects
+   * with BayesLoraError code 'ABORTED' (the partial accumulator is freed).
+   */
+  signal?: AbortSignal;
   /** Called after each batch. */
   onBatch?: (index: number, info: { logLik: number; nLabelled: number; nExamples: number }) => void;
 }
@@ -134,8 +141,10 @@ export class Laplace {
     let index = 0;
     const t0 = performance.now();
     try {
+      throwIfAborted(o.signal, 'Laplace.fit');
       for await (const b of batches) {
-        const r = await acc.fitBatch(model, b, { fisher, samples: o.samples, seed: o.seed, batchIndex: index });
+        throwIfAborted(o.signal, 'Laplace.fit');
+        const r = await acc.fitBatch(model, b, { fisher, samples: o.samples, seed: o.seed, batchIndex: index, signal: o.signal });
         logLik += r.logLik;
         nLabelled += r.nLabelled;
         o.onBatch?.(index, r);
@@ -144,10 +153,15 @@ export class Laplace {
       if (index === 0) throw invalid('Laplace.fit needs at least one batch');
       const t1 = performance.now();
       const prior = o.prior ?? 'marglik';
-      const post = await acc.posterior({ delta: typeof prior === 'number' ? prior : 1 });
+      const post = await acc.posterior({ delta: typeof prior === 'number' ? prior : 1, signal: o.signal });
       post.setFisher(fisher);
       const la = new Laplace(model, acc, post, logLik, nLabelled);
-      if (prior === 'marglik') await la.optimizePrior({ perLayer: o.perLayerPrior, range: o.priorRange });
+      try {
+        if (prior === 'marglik') await la.optimizePrior({ perLayer: o.perLayerPrior, range: o.priorRange, signal: o.signal });
+      } catch (e) {
+        post.dispose();
+        throw e;
+      }
       la.fisherSeconds = (t1 - t0) / 1000;
       la.posteriorSeconds = (performance.now() - t1) / 1000;
       return la;
@@ -169,18 +183,19 @@ export class Laplace {
   }
 
   /** Maximise the Laplace marginal likelihood over log delta (training log-likelihood); sets the prior. */
-  optimizePrior(o: { perLayer?: boolean; range?: [number, number] } = {}): Promise<PriorFit> {
+  optimizePrior(o: { perLayer?: boolean; range?: [number, number]; signal?: AbortSignal } = {}): Promise<PriorFit> {
     const [min, max] = o.range ?? [1e-8, 1e8];
-    return this.posterior.optimizePrior({ logLik: this.logLik, thetaNormSq: this.thetaNormSq(), perLayer: o.perLayer, min, max });
+    return this.posterior.optimizePrior({ logLik: this.logLik, thetaNormSq: this.thetaNormSq(), perLayer: o.perLayer, min, max, signal: o.signal });
   }
 
   /** Linearised predictive of a batch: one forward, C backward passes, then the link approximation. */
   async predict(
     batch: McBatch,
-    o: { method?: PredictiveMethod; samples?: number; seed?: number } = {},
+    o: { method?: PredictiveMethod; samples?: number; seed?: number; signal?: AbortSignal } = {},
   ): Promise<LaplacePrediction> {
-    const { logits, lambda } = await this.posterior.predictBatch(this.model, batch);
-    const probs = await predictiveProbs(logits, lambda, { C: batch.C, method: o.method ?? 'mc', samples: o.samples, seed: o.seed });
+    // signal: ABORTED between the C Jacobian passes or between predictive rows.
+    const { logits, lambda } = await this.posterior.predictBatch(this.model, batch, { signal: o.signal });
+    const probs = await predictiveProbs(logits, lambda, { C: batch.C, method: o.method ?? 'mc', samples: o.samples, seed: o.seed, signal: o.signal });
     return { probs, logits, lambda };
   }
 
