@@ -10,6 +10,7 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 const benches: Record<string, () => Promise<{ run: (args: string[]) => Promise<object> }>> = {
   engine: () => import('./engine.ts'),
   laplace: () => import('./laplace.ts'),
+  peers: () => import('./peers.ts'),
 };
 
 async function main(): Promise<number> {
