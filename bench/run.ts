@@ -11,6 +11,7 @@ const benches: Record<string, () => Promise<{ run: (args: string[]) => Promise<o
   engine: () => import('./engine.ts'),
   laplace: () => import('./laplace.ts'),
   peers: () => import('./peers.ts'),
+  memory: () => import('./memory.ts'),
 };
 
 async function main(): Promise<number> {
