@@ -12,6 +12,7 @@ const benches: Record<string, () => Promise<{ run: (args: string[]) => Promise<o
   laplace: () => import('./laplace.ts'),
   peers: () => import('./peers.ts'),
   memory: () => import('./memory.ts'),
+  scaling: () => import('./scaling.ts'),
 };
 
 async function main(): Promise<number> {
