@@ -92,6 +92,9 @@ PriorFit optimize_prior(Posterior& p, double log_lik, const std::vector<double>&
   BL_CHECK(std::isfinite(log_lik), code::kInvalidArgument, "logLik must be finite");
   BL_CHECK(std::isfinite(lo) && std::isfinite(hi) && lo > 0 && hi >= lo, code::kInvalidArgument,
            "prior bounds must satisfy 0 < lo <= hi < inf");
+  // The search stays inside the posterior's safe range of prior precisions.
+  lo = std::min(std::max(lo, kMinPriorPrecision), kMaxPriorPrecision);
+  hi = std::min(std::max(hi, kMinPriorPrecision), kMaxPriorPrecision);
   const double a = std::log(lo), b = std::log(hi);
   // A maximiser on a bound is that bound exactly (exp(log(x)) may differ from x).
   auto to_delta = [&](double rho) { return rho <= a ? lo : rho >= b ? hi : std::min(std::max(std::exp(rho), lo), hi); };

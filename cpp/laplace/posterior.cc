@@ -1,8 +1,10 @@
 // Eigen form of the K-FAC Laplace posterior: log-det and quadratic forms (see posterior.h).
 #include "laplace/posterior.h"
 
+#include <algorithm>
 #include <cfloat>
 #include <cmath>
+#include <sstream>
 
 #include "core/cancel.h"
 #include "core/error.h"
@@ -10,14 +12,29 @@
 
 namespace bl::laplace {
 
-void factor_eigen(const KfacFactor& F, std::vector<double>& U, std::vector<double>& lam, int& k) {
+static std::string fmt_num(double v) {  // short form for warnings (1e-15, not 0.000000)
+  std::ostringstream o;
+  o.precision(4);
+  o << v;
+  return o.str();
+}
+
+
+void factor_eigen(const KfacFactor& F, std::vector<double>& U, std::vector<double>& lam, int& k,
+                  double* most_negative) {
   const int d = F.d();
   const size_t D = size_t(d);
+  if (most_negative) *most_negative = 0;
   if (!F.lowrank()) {
     U.assign(D * D, 0.0);
     lam.assign(D, 0.0);
     la::sym_eig(d, F.dense().data(), lam.data(), U.data());
-    for (auto& v : lam) v = std::max(v, 0.0);  // PSD sums; negatives are rounding
+    // Sums of outer products are PSD: negatives are rounding (or a damaged
+    // loaded factor); clamping them is the smallest jitter that makes it PSD.
+    for (auto& v : lam) {
+      if (most_negative) *most_negative = std::min(*most_negative, v);
+      v = std::max(v, 0.0);
+    }
     k = d;
     return;
   }
@@ -58,6 +75,7 @@ std::shared_ptr<Posterior> Posterior::from_kfac(KfacAccumulator& acc, double del
   for (int l = 0; l < acc.num_layers(); ++l) {
     check_cancel("Laplace posterior");  // between layers' eigendecompositions
     const KfacLayer& L = acc.layer(l);
+    double neg_a = 0, neg_g = 0;
     LayerEigen e;
     e.name = L.spec.name;
     e.id = L.spec.id;
@@ -65,8 +83,18 @@ std::shared_ptr<Posterior> Posterior::from_kfac(KfacAccumulator& acc, double del
     e.d_out = L.spec.d_out;
     e.Z = L.Z;
     if (L.Z > 0) {  // no data: the posterior of this layer is its prior
-      factor_eigen(L.A, e.Ua, e.la, e.ka);
-      factor_eigen(L.G, e.Ug, e.lg, e.kg);
+      factor_eigen(L.A, e.Ua, e.la, e.ka, &neg_a);
+      factor_eigen(L.G, e.Ug, e.lg, e.kg, &neg_g);
+      // Beyond rounding (relative to the largest eigenvalue): not PSD; say so.
+      const auto check = [&](double neg, const std::vector<double>& lam, const char* side) {
+        const double top = lam.empty() ? 0.0 : lam.front();
+        if (neg < 0 && -neg > 1e-8 * std::max(top, DBL_MIN))
+          p->warn("layer '" + L.spec.name + "' " + side + " factor is not positive semidefinite (eigenvalue " +
+                  fmt_num(neg) + " vs largest " + fmt_num(top) +
+                  "); negative eigenvalues clamped to 0 (diagonal jitter in its eigenbasis)");
+      };
+      check(neg_a, e.la, "input");
+      check(neg_g, e.lg, "output-gradient");
     }
     p->layers_.push_back(std::move(e));
   }
@@ -86,10 +114,12 @@ int64_t Posterior::num_params() const {
   return n;
 }
 
+void Posterior::warn(std::string w) {
+  if (warnings.size() < kMaxWarnings) warnings.push_back(std::move(w));
+}
+
 void Posterior::set_prior(double delta) {
-  BL_CHECK(std::isfinite(delta) && delta > 0, code::kInvalidArgument, "prior precision must be finite and > 0, got ",
-           delta);
-  delta_.assign(layers_.size(), delta);
+  set_prior(std::vector<double>(layers_.size(), delta));
 }
 
 void Posterior::set_prior(const std::vector<double>& deltas) {
@@ -97,7 +127,15 @@ void Posterior::set_prior(const std::vector<double>& deltas) {
            " prior precisions for ", layers_.size(), " layers");
   for (double d : deltas)
     BL_CHECK(std::isfinite(d) && d > 0, code::kInvalidArgument, "prior precision must be finite and > 0, got ", d);
-  delta_ = deltas;
+  std::vector<double> v(deltas);
+  for (size_t l = 0; l < v.size(); ++l) {
+    const double c = std::min(std::max(v[l], kMinPriorPrecision), kMaxPriorPrecision);
+    if (c != v[l])
+      warn("prior precision " + fmt_num(v[l]) + " of layer '" + layers_[l].name + "' clamped to " +
+           fmt_num(c) + " (safe range [1e-12, 1e12])");
+    v[l] = c;
+  }
+  delta_ = std::move(v);
 }
 
 double Posterior::log_det_layer(int l) const {

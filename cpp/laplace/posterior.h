@@ -30,10 +30,19 @@ struct LayerEigen {
   double fisher_eig(int i, int j) const { return Z > 0 ? la[size_t(i)] * lg[size_t(j)] / Z : 0.0; }
 };
 
-// Eigen form of one factor side: dense d x d sums (eigendecomposition, small
-// negative rounding clamped to 0) or a low-rank L (Gram eigen of L^T L; only
-// positive directions kept).
-void factor_eigen(const KfacFactor& F, std::vector<double>& U, std::vector<double>& lam, int& k);
+// Safe range of the prior precision: set_prior clamps into it (with a
+// warning) so that log delta, 1/delta and the eigenvalues la lg / Z + delta
+// stay far from overflow, underflow and cancellation.
+inline constexpr double kMinPriorPrecision = 1e-12;
+inline constexpr double kMaxPriorPrecision = 1e12;
+
+// Eigen form of one factor side: dense d x d sums (eigendecomposition;
+// negative eigenvalues clamped to 0, i.e. the factor is made PSD by the
+// smallest diagonal jitter in its eigenbasis) or a low-rank L (Gram eigen of
+// L^T L; only positive directions kept). *most_negative (when given) gets the
+// most negative eigenvalue clamped (0 when none).
+void factor_eigen(const KfacFactor& F, std::vector<double>& U, std::vector<double>& lam, int& k,
+                  double* most_negative = nullptr);
 
 class Posterior {
  public:
@@ -47,7 +56,8 @@ class Posterior {
   std::vector<LayerEigen>& layers_mut() { return layers_; }
   int64_t num_params() const;
 
-  // Prior precision: one value for all layers, or one per layer (> 0, finite).
+  // Prior precision: one value for all layers, or one per layer (> 0, finite;
+  // clamped into [kMinPriorPrecision, kMaxPriorPrecision] with a warning).
   void set_prior(double delta);
   void set_prior(const std::vector<double>& deltas);
   const std::vector<double>& prior() const { return delta_; }
@@ -66,6 +76,14 @@ class Posterior {
   // Which Fisher and options produced it (persisted; informational here).
   std::string fisher = "unknown";
   KfacOptions options;
+
+  // Numerical adjustments made to this posterior, in words: factors that were
+  // not positive semidefinite beyond rounding (negative eigenvalues clamped to
+  // 0), prior precisions clamped into the safe range. Surfaced to JS as
+  // Posterior.warnings() / Laplace.warnings. At most kMaxWarnings are kept.
+  std::vector<std::string> warnings;
+  static constexpr size_t kMaxWarnings = 64;
+  void warn(std::string w);
 
  private:
   std::vector<LayerEigen> layers_;

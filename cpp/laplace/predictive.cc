@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <mutex>
 #include <vector>
 
 #include "backend/backend.h"
@@ -48,7 +49,7 @@ void symmetrize_blocks(int B, int C, double* Lambda) {
 }
 
 void predictive_probs(int B, int C, const double* mu, const double* Lambda, const PredictiveOptions& o,
-                      double* out) {
+                      double* out, PredictiveReport* report) {
   BL_CHECK(B >= 0 && C >= 1, code::kInvalidArgument, "predictive: need B >= 0 and C >= 1");
   const size_t Cn = size_t(C), Bn = size_t(B);
   for (size_t i = 0; i < Bn * Cn; ++i)
@@ -66,7 +67,10 @@ void predictive_probs(int B, int C, const double* mu, const double* Lambda, cons
   BL_CHECK(std::isfinite(o.eps) && o.eps >= 0, code::kInvalidArgument, "predictive: eps must be >= 0");
 
   const CancelFlag* cancel = current_cancel();  // pool threads do not see the caller's scope
+  std::mutex rep_mu;
+  if (report) *report = PredictiveReport{};
   parallel_for(Bn, 1, [&](size_t b0, size_t b1) {
+    PredictiveReport local;
     std::vector<double> L(Cn * Cn), A(Cn * Cn), f(Cn), p(Cn), xi(Cn), m(Cn), var(Cn);
     for (size_t b = b0; b < b1; ++b) {
       check_cancel("predictive", cancel);
@@ -85,7 +89,12 @@ void predictive_probs(int B, int C, const double* mu, const double* Lambda, cons
         case LinkApprox::kMc: {
           for (size_t i = 0; i < Cn * Cn; ++i) A[i] = Lb[i];
           for (size_t c = 0; c < Cn; ++c) A[c * Cn + c] += o.eps;
-          la::cholesky_jitter(C, A.data(), L.data());
+          // Symmetrised, and jittered only when not positive definite.
+          const double jit = la::cholesky_jitter(C, A.data(), L.data());
+          if (jit > 0) {
+            local.jittered_rows++;
+            local.max_jitter = std::max(local.max_jitter, jit);
+          }
           std::fill(ob, ob + Cn, 0.0);
           for (int s = 0; s < o.samples; ++s) {
             const uint64_t base = (uint64_t(b) * uint64_t(o.samples) + uint64_t(s)) * uint64_t(C);
@@ -139,6 +148,11 @@ void predictive_probs(int B, int C, const double* mu, const double* Lambda, cons
           break;
         }
       }
+    }
+    if (report && local.jittered_rows) {
+      std::lock_guard<std::mutex> g(rep_mu);
+      report->jittered_rows += local.jittered_rows;
+      report->max_jitter = std::max(report->max_jitter, local.max_jitter);
     }
   });
 }

@@ -25,10 +25,18 @@ struct PredictiveOptions {
   double eps = 0;  // added to Lambda's diagonal before the Cholesky (mc)
 };
 
+// What the mc link had to do to Lambda: rows (examples) whose symmetrised
+// Lambda + eps I was not positive definite and got diagonal jitter (the
+// smallest of 1e-10 * mean diagonal * 10^k that works, see cholesky_jitter).
+struct PredictiveReport {
+  int jittered_rows = 0;
+  double max_jitter = 0;
+};
+
 // out: B x C probabilities. Lambda may be nullptr only for map. Throws
 // INVALID_ARGUMENT / NUMERICAL_ERROR on bad input (non-finite, negative variances).
 void predictive_probs(int B, int C, const double* mu, const double* Lambda, const PredictiveOptions& o,
-                      double* out);
+                      double* out, PredictiveReport* report = nullptr);
 
 // Standard normal number i of stream `seed` (Box-Muller on counter-based uniforms).
 double counter_normal(uint64_t seed, uint64_t i);

@@ -230,6 +230,7 @@ class PosteriorWrap : public Napi::ObjectWrap<PosteriorWrap> {
   Napi::Value SetFisher(const Napi::CallbackInfo& info);
   Napi::Value MemoryBytes(const Napi::CallbackInfo& info);
   Napi::Value Fisher(const Napi::CallbackInfo& info);
+  Napi::Value Warnings(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info);
   Napi::Value Disposed(const Napi::CallbackInfo& info);
 
@@ -257,6 +258,7 @@ Napi::FunctionReference* PosteriorWrap::Define(Napi::Env env, Napi::Object expor
           InstanceMethod("setFisher", &PosteriorWrap::call<&PosteriorWrap::SetFisher>),
           InstanceMethod("memoryBytes", &PosteriorWrap::call<&PosteriorWrap::MemoryBytes>),
           InstanceMethod("fisher", &PosteriorWrap::call<&PosteriorWrap::Fisher>),
+          InstanceMethod("warnings", &PosteriorWrap::call<&PosteriorWrap::Warnings>),
           InstanceMethod("dispose", &PosteriorWrap::call<&PosteriorWrap::Dispose>),
           InstanceMethod("isDisposed", &PosteriorWrap::call<&PosteriorWrap::Disposed>),
       });
@@ -503,6 +505,15 @@ Napi::Value PosteriorWrap::MemoryBytes(const Napi::CallbackInfo& info) {
 
 Napi::Value PosteriorWrap::Fisher(const Napi::CallbackInfo& info) {
   return Napi::String::New(info.Env(), post()->fisher);
+}
+
+// Numerical adjustments (non-PSD factors clamped, priors clamped), in words.
+Napi::Value PosteriorWrap::Warnings(const Napi::CallbackInfo& info) {
+  auto p = post();
+  Lock lk(h_.busy, "the posterior");
+  Napi::Array a = Napi::Array::New(info.Env(), p->warnings.size());
+  for (size_t i = 0; i < p->warnings.size(); ++i) a.Set(uint32_t(i), p->warnings[i]);
+  return a;
 }
 
 Napi::Value PosteriorWrap::Dispose(const Napi::CallbackInfo& info) {
@@ -849,6 +860,7 @@ Napi::Value PredictiveProbs(const Napi::CallbackInfo& info) {
   po.seed = uint64_t(opt_int(o, "seed", 0, 0, int64_t(1) << 53));
   po.eps = opt_number(o, "eps", 0.0);
   auto cancel = cancel_arg(o);
+  const bool want_report = opt_bool(o, "report", false);
   BL_CHECK(std::isfinite(po.eps) && po.eps >= 0, code::kInvalidArgument, "eps must be finite and >= 0");
   auto mu = std::make_shared<std::vector<double>>(read_real_array(info[0], "mu", -1));
   auto lam = std::make_shared<std::vector<double>>();
@@ -872,13 +884,23 @@ Napi::Value PredictiveProbs(const Napi::CallbackInfo& info) {
   BL_CHECK(po.method == LinkApprox::kMap || has_lam || B == 0, code::kInvalidArgument,
            "Lambda is required unless method is 'map'");
   auto out = std::make_shared<std::vector<double>>(size_t(B) * size_t(C));
+  auto rep = std::make_shared<PredictiveReport>();
   return run_async(
       info.Env(), "bayeslora.laplace.predictive",
-      [mu, lam, out, B, C, po, cancel] {
+      [mu, lam, out, B, C, po, cancel, rep] {
         CancelScope cs(cancel);
-        predictive_probs(B, C, mu->data(), lam->empty() ? nullptr : lam->data(), po, out->data());
+        predictive_probs(B, C, mu->data(), lam->empty() ? nullptr : lam->data(), po, out->data(), rep.get());
       },
-      [out](Napi::Env env) -> Napi::Value { return to_f64(env, out->data(), out->size()); });
+      [out, rep, want_report](Napi::Env env) -> Napi::Value {
+        Napi::Float64Array probs = to_f64(env, out->data(), out->size());
+        if (!want_report) return probs;
+        // {probs, jitteredRows, maxJitter}: rows whose Lambda needed diagonal jitter for the Cholesky.
+        Napi::Object r = Napi::Object::New(env);
+        r.Set("probs", probs);
+        r.Set("jitteredRows", rep->jittered_rows);
+        r.Set("maxJitter", rep->max_jitter);
+        return r;
+      });
 }
 
 Napi::Value SymEig(const Napi::CallbackInfo& info) {

@@ -156,6 +156,15 @@ export class Posterior {
   memoryBytes(): number {
     return native(() => this.raw.memoryBytes());
   }
+  /**
+   * Numerical adjustments made to this posterior, in words: a K-FAC factor
+   * that was not positive semidefinite beyond rounding (its negative
+   * eigenvalues clamped to 0, i.e. diagonal jitter in its eigenbasis), a prior
+   * precision clamped into the safe range [1e-12, 1e12]. Empty when none.
+   */
+  warnings(): string[] {
+    return native(() => this.raw.warnings());
+  }
   /** Label of the Fisher that produced it (persisted). */
   fisher(): string {
     return native(() => this.raw.fisher());
@@ -247,6 +256,21 @@ export interface PredictiveOptions {
   /** Added to Lambda's diagonal before the Cholesky (mc). */
   eps?: number;
   signal?: AbortSignal;
+}
+
+/**
+ * predictiveProbs plus what the 'mc' link had to do: rows whose (symmetrised)
+ * Lambda + eps I was not positive definite and got diagonal jitter before the
+ * Cholesky (1e-10 x mean diagonal, x10 per retry), and the largest jitter.
+ */
+export function predictiveProbsReport(
+  mu: Float32Array | Float64Array,
+  Lambda: Float64Array | Float32Array | null,
+  o: PredictiveOptions = {},
+): Promise<{ probs: Float64Array; jitteredRows: number; maxJitter: number }> {
+  const n = loadNative();
+  const { signal, ...rest } = o;
+  return cancellable(signal, 'predictiveProbs', (cancel) => nativeAsync(() => n.predictiveProbs(mu, Lambda, { ...rest, cancel, report: true })));
 }
 
 /** Predictive probabilities [B*C] from mean logits mu [B*C] and Lambda [B*C*C] (null for 'map'). */

@@ -13,7 +13,7 @@ import { loadNative } from '../native.ts';
 import {
   KfacAccumulator,
   Posterior,
-  predictiveProbs,
+  predictiveProbsReport,
   type KfacLayerSpec,
   type PredictiveMethod,
   type PriorFit,
@@ -78,6 +78,8 @@ export interface LaplacePrediction {
   logits: Float32Array;
   /** [B*C*C] logit covariance. */
   lambda: Float64Array;
+  /** Numerical adjustments of this prediction (e.g. jitter added to a non-PD Lambda before its Cholesky). */
+  warnings: string[];
 }
 
 interface AdapterState {
@@ -171,6 +173,15 @@ export class Laplace {
     }
   }
 
+  /**
+   * Numerical adjustments made while fitting or re-priming (the posterior's
+   * warnings): non-PSD factors clamped, prior precisions clamped into
+   * [1e-12, 1e12]. The channel for such warnings; nothing is printed.
+   */
+  get warnings(): string[] {
+    return this.posterior.warnings();
+  }
+
   /** ||theta*_l||^2 per posterior layer, from the model's current LoRA weights. */
   thetaNormSq(): Float64Array {
     const s = adapterState(this.model);
@@ -195,8 +206,12 @@ export class Laplace {
   ): Promise<LaplacePrediction> {
     // signal: ABORTED between the C Jacobian passes or between predictive rows.
     const { logits, lambda } = await this.posterior.predictBatch(this.model, batch, { signal: o.signal });
-    const probs = await predictiveProbs(logits, lambda, { C: batch.C, method: o.method ?? 'mc', samples: o.samples, seed: o.seed, signal: o.signal });
-    return { probs, logits, lambda };
+    const r = await predictiveProbsReport(logits, lambda, { C: batch.C, method: o.method ?? 'mc', samples: o.samples, seed: o.seed, signal: o.signal });
+    const warnings =
+      r.jitteredRows > 0
+        ? [`predict: Lambda of ${r.jitteredRows} of ${batch.B} example(s) was not positive definite; added diagonal jitter up to ${r.maxJitter.toExponential(2)} before the Cholesky`]
+        : [];
+    return { probs: r.probs, logits, lambda, warnings };
   }
 
   /** Save factors, counts, priors and the adapter's identity (a safetensors sidecar). */
