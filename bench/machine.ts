@@ -12,6 +12,7 @@ export interface MachineRecord {
   blas: string;
   simd: string;
   openblasCoretype: string;
+  addon: string;
   node: string;
   commit: string;
   dirty: boolean;
@@ -46,6 +47,7 @@ export function machineRecord(): MachineRecord {
     blas: i.blas,
     simd: i.simd,
     openblasCoretype: i.openblasCoretype,
+    addon: i.addon,
     node: process.version,
     commit,
     dirty,

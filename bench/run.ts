@@ -1,10 +1,13 @@
 // `npm run bench -- [name ...]`: runs the named benchmarks (default: all) and
-// writes bench/results/<name>.json. Each benchmark module exports
-// `run(args): Promise<object>`; this file adds the machine record.
+// writes bench/results/<name>.json, then bench/results/SUMMARY.md from every
+// JSON there. Each benchmark module exports `run(args): Promise<object>`; this
+// file adds the machine record and the load average at start and end.
 import { mkdirSync, writeFileSync, renameSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import os from 'node:os';
 import { machineRecord } from './machine.ts';
+import { writeSummary } from './summary.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const benches: Record<string, () => Promise<{ run: (args: string[]) => Promise<object> }>> = {
@@ -30,13 +33,15 @@ async function main(): Promise<number> {
     }
     console.error(`bench: ${name} ...`);
     const t0 = performance.now();
+    const loadStart = os.loadavg();
     const result = await (await load()).run(flags);
-    const record = { name, machine: machineRecord(), seconds: (performance.now() - t0) / 1000, ...result };
+    const record = { name, machine: machineRecord(), seconds: (performance.now() - t0) / 1000, load_average: { start: loadStart, end: os.loadavg() }, ...result };
     const file = path.join(outDir, `${name}.json`);
     writeFileSync(file + '.tmp', JSON.stringify(record, null, 2) + '\n');
     renameSync(file + '.tmp', file);
     console.error(`bench: wrote ${path.relative(process.cwd(), file)}`);
   }
+  console.error(`bench: wrote ${path.relative(process.cwd(), writeSummary(outDir))}`);
   return 0;
 }
 
