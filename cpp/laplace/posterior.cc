@@ -85,16 +85,19 @@ std::shared_ptr<Posterior> Posterior::from_kfac(KfacAccumulator& acc, double del
     if (L.Z > 0) {  // no data: the posterior of this layer is its prior
       factor_eigen(L.A, e.Ua, e.la, e.ka, &neg_a);
       factor_eigen(L.G, e.Ug, e.lg, e.kg, &neg_g);
-      // Beyond rounding (relative to the largest eigenvalue): not PSD; say so.
-      const auto check = [&](double neg, const std::vector<double>& lam, const char* side) {
+      // Beyond rounding (relative to the largest eigenvalue) the factor is not
+      // PSD; say so. The sums come from float32 activations and gradients, so
+      // rounding reaches ~ d * FLT_EPSILON of the largest eigenvalue.
+      const auto check = [&](double neg, const std::vector<double>& lam, const char* side, int d) {
         const double top = lam.empty() ? 0.0 : lam.front();
-        if (neg < 0 && -neg > 1e-8 * std::max(top, DBL_MIN))
+        const double rel = std::max(1e-6, 8.0 * double(d) * double(FLT_EPSILON));
+        if (neg < 0 && -neg > rel * std::max(top, DBL_MIN))
           p->warn("layer '" + L.spec.name + "' " + side + " factor is not positive semidefinite (eigenvalue " +
                   fmt_num(neg) + " vs largest " + fmt_num(top) +
                   "); negative eigenvalues clamped to 0 (diagonal jitter in its eigenbasis)");
       };
-      check(neg_a, e.la, "input");
-      check(neg_g, e.lg, "output-gradient");
+      check(neg_a, e.la, "input", e.d_in);
+      check(neg_g, e.lg, "output-gradient", e.d_out);
     }
     p->layers_.push_back(std::move(e));
   }
