@@ -12,6 +12,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   bl::napi::init_gemm(env, exports);
   bl::napi::init_tensor(env, exports);
   bl::napi::init_cancel(env, exports);
+  bl::napi::init_memory(env, exports);
   return exports;
 }
 

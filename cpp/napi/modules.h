@@ -11,4 +11,5 @@ void init_laplace(Napi::Env env, Napi::Object exports);  // napi/laplace.cc
 void init_tensor(Napi::Env env, Napi::Object exports);   // napi/tensor.cc (tensor handles)
 void init_gemm(Napi::Env env, Napi::Object exports);     // napi/gemm.cc (GEMM test and bench surface)
 void init_cancel(Napi::Env env, Napi::Object exports);   // napi/cancel.cc (CancelToken for AbortSignal)
+void init_memory(Napi::Env env, Napi::Object exports);   // napi/memory.cc (native memory reported to V8)
 }  // namespace bl::napi
