@@ -86,6 +86,7 @@ export interface TrainOptions extends Omit<OptimizerOptions, 'lr'> {
   resumeFrom?: string;
   /** Resume from the newest complete checkpoint in checkpointDir when there is one (else start fresh). */
   resume?: boolean;
+  // (A resumed run's evals before the checkpoint come back in their JSON form.)
   signal?: AbortSignal;
   onProgress?: (p: TrainProgress) => void;
 }
@@ -253,6 +254,17 @@ export async function train(model: Model, data: readonly McBatch[] | readonly En
           model.zeroGrads();
         } catch {
           /* the model may be disposed */
+        }
+        if (e instanceof BayesLoraError && e.code === 'NUMERICAL_ERROR') {
+          // Name train()'s own step (the optimiser's count lags after skipped steps) and what survives.
+          const kept = result.checkpoints.at(-1);
+          throw new BayesLoraError(
+            'NUMERICAL_ERROR',
+            `train: step ${result.steps + 1} of ${total} (epoch ${epoch}, micro-batches ${g}..${g + group.length - 1}): ${e.message}; ` +
+              (kept ? `the last good checkpoint is ${kept}` : 'no checkpoint was written yet') +
+              ' (skipNonFinite: true skips such steps instead)',
+            { cause: e },
+          );
         }
         throw e;
       }
