@@ -146,6 +146,26 @@ describe('AbortSignal', () => {
       expect(lat.length).toBeGreaterThan(0);
       console.log(`fitBatch ${full.toFixed(0)} ms; abort latency ${lat.map((x) => x.toFixed(1)).join(', ')} ms`);
       for (const l of lat) expect(l).toBeLessThan(0.5 * full + 20);
+
+      // A training step: forward and backward check between layers.
+      t = performance.now();
+      await model.forward(big, { train: true }); // timing only (no weight change)
+      const fwd = performance.now() - t;
+      const before = model.getLoraWeights();
+      const ac = new AbortController();
+      let abortedAt = 0;
+      const p = train(model, [big], { lr: 1e-2, signal: ac.signal });
+      setTimeout(() => {
+        abortedAt = performance.now();
+        ac.abort();
+      }, fwd * 0.5);
+      const r = await code(p);
+      const trainLat = performance.now() - abortedAt;
+      console.log(`training forward ${fwd.toFixed(0)} ms; abort latency ${trainLat.toFixed(1)} ms (${r.code ?? 'finished first'})`);
+      if (r.code === 'ABORTED') {
+        expect(trainLat).toBeLessThan(0.5 * fwd + 20);
+        expect(model.getLoraWeights()).toEqual(before);
+      }
     } finally {
       acc.dispose();
     }
