@@ -58,6 +58,12 @@ export interface TrainTokenizerOptions {
   bosToken?: string | null;
   /** `wordlevel`: drop words seen fewer times than this. Default 1. */
   minFrequency?: number;
+  /**
+   * `wordlevel`: add a Lowercase normalizer, so that text in any case maps to the
+   * (lower-case) vocabulary instead of the unknown token. Words are counted after
+   * lower-casing. Default false.
+   */
+  lowercase?: boolean;
   /** Where to write tokenizer.json (atomically). */
   out: string;
   /** Per-file size limit when reading `files`. Default 1 GiB. */
@@ -415,13 +421,14 @@ export class Tokenizer {
     if (kind === 'wordlevel') {
       const unk = opts.unkToken ?? '<unk>';
       if (!specials.includes(unk)) throw invalid(`train: unkToken ${JSON.stringify(unk)} must be one of specialTokens`);
-      const counts = countWords(texts, specials);
+      const lower = opts.lowercase === true;
+      const counts = countWords(lower ? texts.map((t) => t.toLowerCase()) : texts, specials);
       const words = [...counts.entries()]
         .filter(([, c]) => c >= minFrequency)
         .sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
         .slice(0, vocabSize - specials.length)
         .map(([w]) => w);
-      json = wordLevelJson([...specials, ...words], specials, unk, bos);
+      json = wordLevelJson([...specials, ...words], specials, unk, bos, lower);
     } else {
       json = await trainByteLevelBpe(texts, vocabSize, specials, bos);
     }
@@ -547,7 +554,7 @@ function bosPostProcessor(bos: string | null, vocab: Map<string, number>): unkno
   };
 }
 
-function wordLevelJson(tokens: string[], specials: string[], unk: string, bos: string | null): Record<string, unknown> {
+function wordLevelJson(tokens: string[], specials: string[], unk: string, bos: string | null, lowercase = false): Record<string, unknown> {
   const vocab = new Map<string, number>();
   tokens.forEach((t, i) => vocab.set(t, i));
   return {
@@ -555,7 +562,7 @@ function wordLevelJson(tokens: string[], specials: string[], unk: string, bos: s
     truncation: null,
     padding: null,
     added_tokens: addedTokensJson(vocab, specials),
-    normalizer: null,
+    normalizer: lowercase ? { type: 'Lowercase' } : null,
     pre_tokenizer: WORD_PRETOKENIZER,
     post_processor: bosPostProcessor(bos, vocab),
     // No decoder: HF joins WordLevel tokens with single spaces.

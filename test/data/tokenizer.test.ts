@@ -170,6 +170,19 @@ describe('Tokenizer.train', () => {
     // Words seen >= 3 times: the, Answer, :, cat -> 4 + 4 specials.
     expect(t.vocabSize).toBe(8);
   });
+  it('wordlevel with lowercase: counts lower-cased words and normalises input of any case', async () => {
+    const out = path.join(dir, 'wl-lower.json');
+    const t = await Tokenizer.train({ kind: 'wordlevel', corpus, vocabSize: 10, lowercase: true, out });
+    const json = JSON.parse(readFileSync(out, 'utf8'));
+    expect(json.normalizer).toEqual({ type: 'Lowercase' });
+    const byId = Object.entries(json.model.vocab as Record<string, number>).sort((a, b) => a[1] - b[1]).map((e) => e[0]);
+    // the x7 (The merged in), answer x4, : x4, cat x3, then dog/on/sat x2.
+    expect(byId).toEqual(['<unk>', '<pad>', '<s>', '</s>', 'the', ':', 'answer', 'cat', 'dog', 'on']);
+    expect(await t.encode('THE Cat: Answer')).toEqual([2, 4, 7, 5, 6]);
+    // Without the option upper-case input is unknown.
+    const plain = await Tokenizer.train({ kind: 'wordlevel', corpus: corpus.map((c) => c.toLowerCase()), vocabSize: 10, out: path.join(dir, 'wl-plain.json') });
+    expect(await plain.encode('THE')).toEqual([2, 0]);
+  });
   it('bpe: byte-level, never unknown, capped vocabulary, round-trips text', async () => {
     const big = Array.from({ length: 40 }, (_, i) => `${corpus.join(' ')} ${i}`);
     const out = path.join(dir, 'bpe.json');

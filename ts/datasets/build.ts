@@ -32,6 +32,9 @@ export async function buildData(o: DataBuildOptions): Promise<Record<string, Rec
     vocabSize: o.vocabSize ?? 5000,
     out: tokPath,
     bosToken: '<s>',
+    // The corpus is lower case; the normalizer lets prompts in any case (e.g.
+    // the letter format's "A." .. "D.") reach the vocabulary.
+    lowercase: true,
   });
   log(`tokenizer: ${tok.vocabSize} tokens -> ${tokPath}`);
 
