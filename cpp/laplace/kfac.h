@@ -96,6 +96,7 @@ class KfacAccumulator : public LoraObserver {
   KfacLayer& layer_mut(int l) { return *layers_[size_t(l)]; }
   int find_layer(const std::string& name) const;  // -1 when absent
   int layer_of_id(int id) const;  // -1 when no layer observes matrix `id`
+  bool observes(int id) const override { return layer_of_id(id) >= 0; }
 
   // Announce the next backward pass over the current batch: whether inputs
   // (SA, Z) are accumulated in it, and the weight of its gradient outer

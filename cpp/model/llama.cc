@@ -285,6 +285,16 @@ uint64_t LlamaModel::dropout_seed(const LoraModule& m) const {
   return mix64(fwd_seed_ ^ (uint64_t(m.index + 1) * 0x9e3779b97f4a7c15ull));
 }
 
+int LlamaModel::lowest_backward_layer(bool pg, const LoraObserver* obs) const {
+  if (pg || !obs) return lowest_lora_layer();
+  for (int l = 0; l < cfg_.num_hidden_layers; ++l)
+    for (int k = 0; k < kLayerModules; ++k) {
+      const LoraModule* m = lora_at_[size_t(l)][size_t(k)];
+      if (m && (obs->observes(m->info_a().id) || obs->observes(m->info_b().id))) return l;
+    }
+  return cfg_.num_hidden_layers;
+}
+
 int LlamaModel::lowest_lora_layer() const {
   for (int l = 0; l < cfg_.num_hidden_layers; ++l)
     for (int k = 0; k < kLayerModules; ++k)
@@ -603,7 +613,7 @@ void LlamaModel::layer_bwd(int l, bool need_input, bool pg, LoraObserver* obs) {
 void LlamaModel::trunk_bwd(bool pg, LoraObserver* obs) {
   const bool full = pg && full_training();
   const int L = cfg_.num_hidden_layers;
-  const int stop = full ? 0 : lowest_lora_layer();
+  const int stop = full ? 0 : lowest_backward_layer(pg, obs);
   for (int l = L - 1; l >= stop; --l) {
     // Training's gradients are discarded on abort; an observer (a K-FAC
     // accumulator) must see whole passes, so only observer-free passes stop here.
@@ -623,7 +633,7 @@ void LlamaModel::backward_mc(const float* dlogits, LoraObserver* obs, bool accum
     BL_CHECK(std::isfinite(dlogits[i]), code::kNumerical, "backward_mc: dlogits[", i, "] is not finite");
   begin_backward(accumulate, pg);
   const bool full = pg && full_training();
-  const bool trunk = full || lowest_lora_layer() < cfg_.num_hidden_layers;
+  const bool trunk = full || lowest_backward_layer(pg, obs) < cfg_.num_hidden_layers;
   be.to_device(a_.seed, dlogits, size_t(B) * C * sizeof(float));
 
   if (trunk) be.zero(a_.dnf, size_t(B) * d * sizeof(float));
@@ -679,7 +689,7 @@ void LlamaModel::backward_lm(LoraObserver* obs, bool accumulate, bool pg) {
   const int N = a_.N, d = cfg_.hidden_size;
   begin_backward(accumulate, pg);
   const bool full = pg && full_training();
-  const bool trunk = full || lowest_lora_layer() < cfg_.num_hidden_layers;
+  const bool trunk = full || lowest_backward_layer(pg, obs) < cfg_.num_hidden_layers;
   if (trunk) be.zero(a_.dnf, size_t(N) * d * sizeof(float));
   lin_bwd(head_lin(), a_.nf, a_.u_lm, a_.dlogits, trunk ? a_.dnf : nullptr, N, pg, obs, a_.B, a_.T, a_.mask);
   if (!trunk) return;

@@ -166,6 +166,10 @@ class LlamaModel {
   void layer_fwd(int l);
   void layer_bwd(int l, bool need_input, bool pg, LoraObserver* obs);
   int lowest_lora_layer() const;  // L when no layer has LoRA
+  // Where a backward pass can stop: the lowest layer whose LoRA needs work
+  // (parameter gradients: every LoRA layer; otherwise the layers with a
+  // matrix the observer uses). L when none.
+  int lowest_backward_layer(bool pg, const LoraObserver* obs) const;
   void trunk_bwd(bool pg, LoraObserver* obs);
   void begin_backward(bool accumulate, bool pg);
 

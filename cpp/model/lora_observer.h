@@ -29,6 +29,10 @@ class LoraObserver {
   // For the LM head only the last real position is computed: T = 1.
   virtual void observe(const LoraMatrixInfo& m, const float* x, const float* g, int B, int T,
                        const uint8_t* mask) = 0;
+  // Whether observe() uses matrix `id`. A backward pass without parameter
+  // gradients stops below the lowest layer with an observed matrix, so e.g.
+  // last-layer Laplace never runs the transformer blocks backward.
+  virtual bool observes(int /*id*/) const { return true; }
 };
 
 }  // namespace bl
