@@ -22,7 +22,7 @@ import { makeTinyCheckpoint, type TinyCheckpointOptions } from '../ts/io/random-
 import { writeSafetensorsFile, type TensorToWrite } from '../ts/io/safetensors.ts';
 import { Model } from '../ts/model.ts';
 import { Laplace } from '../ts/laplace/laplace.ts';
-import { info } from '../ts/info.ts';
+import { info, setThreads } from '../ts/info.ts';
 import type { McBatch } from '../ts/data/batch.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -242,7 +242,7 @@ function flag(args: string[], name: string, def: number): number {
   return v;
 }
 
-/** Flags: --quick (20m only), --seq=N (default 128), --batch=N (4), --fit-batches=N (2), --repeats=N (5 train/predict, 3 fit). */
+/** Flags: --quick (20m only), --seq=N (default 128), --batch=N (4), --fit-batches=N (2), --repeats=N (5 train/predict, 3 fit), --threads=N (default: ours). */
 export async function run(args: string[] = []): Promise<object> {
   const log = (m: string) => process.stderr.write(`bench peers: ${m}\n`);
   const torchVersion = torchAvailable();
@@ -252,6 +252,11 @@ export async function run(args: string[] = []): Promise<object> {
     return { skipped: msg, rows: [] };
   }
   const quick = args.includes('--quick');
+  // --threads=N: both sides on N threads (ours via setThreads, the peer via
+  // torch.set_num_threads and the thread env). On an oversubscribed machine
+  // libgomp's waits make torch's 2-thread runs erratic; 1 thread is immune.
+  const tArg = args.find((a) => a.startsWith('--threads='));
+  if (tArg) setThreads(flag(args, 'threads', 1));
   const threads = info().threads;
   const seq = flag(args, 'seq', quick ? 64 : 128);
   const batch = flag(args, 'batch', 4);
