@@ -1,11 +1,13 @@
 // One measurement of the memory bench, run in a fresh process so that peak
 // RSS (VmHWM from /proc/self/status) belongs to this configuration alone:
 //   node --import tsx bench/memory-child.ts '<json>'
-// json: { dir, mode: 'baseline' | 'lora' | 'laplace', examples, seq, batch, epochs, classes, predictBatches }
+// json: { dir, mode: 'baseline' | 'lora' | 'laplace', threshold?, examples, seq, batch, epochs, classes, predictBatches }
 // baseline: loads the addon and the model, nothing else. lora: LoRA fine-tuning
 // (trainStep over every batch, `epochs` times). laplace: the same fine-tuning,
 // then Laplace.fit (exact Fisher, K-FAC, marglik prior) and the predictive
-// (mc) on `predictBatches` batches. Prints one JSON line.
+// (mc) on `predictBatches` batches; `threshold` is the K-FAC low-rank threshold
+// (default 512; 2r makes every hidden-size side low rank, as at d = 4096).
+// Prints one JSON line.
 import { readFileSync } from 'node:fs';
 import { Model } from '../ts/model.ts';
 import { Laplace } from '../ts/laplace/laplace.ts';
@@ -21,6 +23,7 @@ interface Job {
   classes: number;
   predictBatches: number;
   vocab: number;
+  threshold?: number;
 }
 
 function status(): { hwm: number; rss: number } {
@@ -66,7 +69,7 @@ async function main() {
     }
     if (j.mode === 'laplace') {
       const t1 = performance.now();
-      const la = await Laplace.fit(model, batches, { fisher: 'exact', prior: 'marglik', tokens: 'reduce', nKfac: 10 });
+      const la = await Laplace.fit(model, batches, { fisher: 'exact', prior: 'marglik', tokens: 'reduce', nKfac: 10, threshold: j.threshold ?? 512 });
       out.after_fit = status();
       for (let i = 0; i < Math.min(j.predictBatches, batches.length); i++) await la.predict(batches[i], { method: 'mc', samples: 1000, seed: i });
       const s = la.summary();
