@@ -7,6 +7,7 @@
 #include <numeric>
 
 #include "core/error.h"
+#include "backend/cpu/blas_loader.h"
 #include "core/threads.h"
 
 namespace bl::la {
@@ -218,7 +219,17 @@ void solve_lower_t(int n, const double* L, double* b) {
   }
 }
 
+// Products big enough to pay for a BLAS call go to cblas_dgemm (OpenBLAS when
+// it is loaded: 10-20x the plain loops below, which remain the fallback and
+// the path for small products, where call overhead dominates).
+namespace {
+bool big_product(int m, int n, int r) { return double(m) * double(n) * double(r) >= 32768.0; }
+}  // namespace
+
 void gemm_tn(int r, int m, int n, const double* A, const double* B, double* C) {
+  if (m > 0 && n > 0 && r > 0 && big_product(m, n, r) &&
+      cpu::blas_dgemm(true, false, m, n, r, 1.0, A, m, B, n, 0.0, C, n))
+    return;
   const size_t R = size_t(r), M = size_t(m), Nn = size_t(n);
   parallel_for(M, grain_for(R * Nn), [&](size_t i0, size_t i1) {
     for (size_t i = i0; i < i1; ++i) {
@@ -235,6 +246,9 @@ void gemm_tn(int r, int m, int n, const double* A, const double* B, double* C) {
 }
 
 void gemm_nn(int m, int r, int n, const double* A, const double* B, double* C) {
+  if (m > 0 && n > 0 && r > 0 && big_product(m, n, r) &&
+      cpu::blas_dgemm(false, false, m, n, r, 1.0, A, r, B, n, 0.0, C, n))
+    return;
   const size_t R = size_t(r), M = size_t(m), Nn = size_t(n);
   parallel_for(M, grain_for(R * Nn), [&](size_t i0, size_t i1) {
     for (size_t i = i0; i < i1; ++i) {
@@ -251,6 +265,13 @@ void gemm_nn(int m, int r, int n, const double* A, const double* B, double* C) {
 }
 
 void gram_cols(int d, int n, const double* M, int ldm, double* G) {
+  // BLAS computes both triangles; they agree to rounding, so mirror the upper one
+  // to keep G exactly symmetric as the loop below does.
+  if (d > 0 && n > 0 && big_product(n, n, d) && cpu::blas_dgemm(true, false, n, n, d, 1.0, M, ldm, M, ldm, 0.0, G, n)) {
+    for (size_t i = 0; i < size_t(n); ++i)
+      for (size_t j = 0; j < i; ++j) G[i * size_t(n) + j] = G[j * size_t(n) + i];
+    return;
+  }
   const size_t D = size_t(d), Nn = size_t(n), ld = size_t(ldm);
   parallel_for(Nn, grain_for(D * Nn / 2 + 1), [&](size_t i0, size_t i1) {
     for (size_t i = i0; i < i1; ++i) {

@@ -20,6 +20,9 @@ constexpr int kCblasRowMajor = 101, kCblasNoTrans = 111, kCblasTrans = 112;
 using SgemmFn = void (*)(int order, int ta, int tb, int M, int N, int K, float alpha,
                          const float* A, int lda, const float* B, int ldb, float beta, float* C,
                          int ldc);
+using DgemmFn = void (*)(int order, int ta, int tb, int M, int N, int K, double alpha,
+                         const double* A, int lda, const double* B, int ldb, double beta, double* C,
+                         int ldc);
 using SetThreadsFn = void (*)(int);
 using GetThreadsFn = int (*)();
 using GetStrFn = char* (*)();
@@ -27,6 +30,7 @@ using GetStrFn = char* (*)();
 struct Loaded {
   BlasLib info;
   SgemmFn sgemm = nullptr;
+  DgemmFn dgemm = nullptr;  // optional
   SetThreadsFn set_threads = nullptr;
   GetThreadsFn get_threads = nullptr;
   std::atomic<int> threads_set{0};  // last count given to set_threads
@@ -70,6 +74,7 @@ bool try_open(Loaded& s, const std::string& path) {
     return false;
   }
   s.sgemm = sgemm;
+  s.dgemm = reinterpret_cast<DgemmFn>(dlsym(h, "cblas_dgemm"));
   s.set_threads = reinterpret_cast<SetThreadsFn>(dlsym(h, "openblas_set_num_threads"));
   s.get_threads = reinterpret_cast<GetThreadsFn>(dlsym(h, "openblas_get_num_threads"));
   if (auto f = reinterpret_cast<GetStrFn>(dlsym(h, "openblas_get_config")))
@@ -132,6 +137,16 @@ bool blas_sgemm(bool ta, bool tb, int M, int N, int K, float alpha, const float*
   if (!s.sgemm) return false;
   sync_threads(s);
   s.sgemm(kCblasRowMajor, ta ? kCblasTrans : kCblasNoTrans, tb ? kCblasTrans : kCblasNoTrans, M,
+          N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  return true;
+}
+
+bool blas_dgemm(bool ta, bool tb, int M, int N, int K, double alpha, const double* A, int lda,
+                const double* B, int ldb, double beta, double* C, int ldc) {
+  Loaded& s = loaded();
+  if (!s.dgemm) return false;
+  sync_threads(s);
+  s.dgemm(kCblasRowMajor, ta ? kCblasTrans : kCblasNoTrans, tb ? kCblasTrans : kCblasNoTrans, M,
           N, K, alpha, A, lda, B, ldb, beta, C, ldc);
   return true;
 }

@@ -29,6 +29,11 @@ const BlasLib& blas_lib();
 bool blas_sgemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda,
                 const float* B, int ldb, float beta, float* C, int ldc);
 
+// The same through cblas_dgemm (float64; the Laplace code's products). Returns
+// false when no BLAS is loaded or it has no cblas_dgemm.
+bool blas_dgemm(bool ta, bool tb, int M, int N, int K, double alpha, const double* A, int lda,
+                const double* B, int ldb, double beta, double* C, int ldc);
+
 // BLAS-internal thread count (0 when not loaded or unknown).
 int blas_threads();
 
