@@ -96,6 +96,9 @@ describe('symmetric eigendecomposition', () => {
       [5, 1],
       [17, 2],
       [40, 3],
+      // >= 48: LAPACK's dsyevd when OpenBLAS is loaded (the loops otherwise)
+      [64, 4],
+      [150, 5],
     ]) {
       const A = randomSym(n, seed);
       const w = checkDecomposition(A, n, 1e-12);
@@ -111,6 +114,16 @@ describe('symmetric eigendecomposition', () => {
     const A = matmul(transpose(X, 8, n), X, n, 8, n);
     const w = checkDecomposition(A, n, 1e-12);
     for (let i = 8; i < n; i++) expect(Math.abs(w[i])).toBeLessThan(1e-9 * w[0]);
+  });
+
+  it('reconstructs a large rank-deficient K-FAC-like sum (the LAPACK path when present)', () => {
+    const n = 120;
+    const r = rng(12);
+    const X = new Float64Array(20 * n); // rank 20
+    for (let i = 0; i < X.length; i++) X[i] = randn(r) * 1e2;
+    const A = matmul(transpose(X, 20, n), X, n, 20, n);
+    const w = checkDecomposition(A, n, 1e-11);
+    for (let i = 20; i < n; i++) expect(Math.abs(w[i])).toBeLessThan(1e-9 * w[0]);
   });
 
   it('rejects non-finite input with NUMERICAL_ERROR', () => {

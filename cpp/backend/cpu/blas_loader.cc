@@ -4,9 +4,11 @@
 
 #include <dlfcn.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <mutex>
+#include <vector>
 
 #include "backend/cpu/cpu_features.h"
 #include "core/threads.h"
@@ -23,6 +25,9 @@ using SgemmFn = void (*)(int order, int ta, int tb, int M, int N, int K, float a
 using DgemmFn = void (*)(int order, int ta, int tb, int M, int N, int K, double alpha,
                          const double* A, int lda, const double* B, int ldb, double beta, double* C,
                          int ldc);
+// Fortran LAPACK: every argument by pointer, column-major.
+using DsyevdFn = void (*)(const char* jobz, const char* uplo, const int* n, double* A, const int* lda, double* w,
+                          double* work, const int* lwork, int* iwork, const int* liwork, int* info);
 using SetThreadsFn = void (*)(int);
 using GetThreadsFn = int (*)();
 using GetStrFn = char* (*)();
@@ -31,6 +36,7 @@ struct Loaded {
   BlasLib info;
   SgemmFn sgemm = nullptr;
   DgemmFn dgemm = nullptr;  // optional
+  DsyevdFn dsyevd = nullptr;  // optional (OpenBLAS built with LAPACK)
   SetThreadsFn set_threads = nullptr;
   GetThreadsFn get_threads = nullptr;
   std::atomic<int> threads_set{0};  // last count given to set_threads
@@ -75,6 +81,7 @@ bool try_open(Loaded& s, const std::string& path) {
   }
   s.sgemm = sgemm;
   s.dgemm = reinterpret_cast<DgemmFn>(dlsym(h, "cblas_dgemm"));
+  s.dsyevd = reinterpret_cast<DsyevdFn>(dlsym(h, "dsyevd_"));
   s.set_threads = reinterpret_cast<SetThreadsFn>(dlsym(h, "openblas_set_num_threads"));
   s.get_threads = reinterpret_cast<GetThreadsFn>(dlsym(h, "openblas_get_num_threads"));
   if (auto f = reinterpret_cast<GetStrFn>(dlsym(h, "openblas_get_config")))
@@ -148,6 +155,24 @@ bool blas_dgemm(bool ta, bool tb, int M, int N, int K, double alpha, const doubl
   sync_threads(s);
   s.dgemm(kCblasRowMajor, ta ? kCblasTrans : kCblasNoTrans, tb ? kCblasTrans : kCblasNoTrans, M,
           N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  return true;
+}
+
+bool lapack_dsyevd(int n, double* A, double* w, int* info) {
+  Loaded& s = loaded();
+  if (!s.dsyevd) return false;
+  sync_threads(s);
+  const char jobz = 'V', uplo = 'L';
+  // Workspace query first, then the real call.
+  int lwork = -1, liwork = -1, iwq = 0;
+  double wq = 0;
+  s.dsyevd(&jobz, &uplo, &n, A, &n, w, &wq, &lwork, &iwq, &liwork, info);
+  if (*info != 0) return true;
+  lwork = std::max(1, int(wq));
+  liwork = std::max(1, iwq);
+  std::vector<double> work(static_cast<size_t>(lwork));
+  std::vector<int> iwork(static_cast<size_t>(liwork));
+  s.dsyevd(&jobz, &uplo, &n, A, &n, w, work.data(), &lwork, iwork.data(), &liwork, info);
   return true;
 }
 

@@ -34,6 +34,11 @@ bool blas_sgemm(bool ta, bool tb, int M, int N, int K, float alpha, const float*
 bool blas_dgemm(bool ta, bool tb, int M, int N, int K, double alpha, const double* A, int lda,
                 const double* B, int ldb, double beta, double* C, int ldc);
 
+// LAPACK's dsyevd (OpenBLAS bundles LAPACK) on a column-major n x n symmetric
+// matrix: eigenvalues ascending in w, eigenvectors overwrite A as columns.
+// Returns false when the symbol is absent; info holds LAPACK's status.
+bool lapack_dsyevd(int n, double* A, double* w, int* info);
+
 // BLAS-internal thread count (0 when not loaded or unknown).
 int blas_threads();
 
