@@ -148,6 +148,17 @@ describe('letter format', () => {
     });
     await rejects(encodeMc(plain, [ex3], { format: 'letter' }), 'UNSUPPORTED', /" A".*'choice'/);
   });
+  it('the built-in lower-case tokenizer reads the letters through its Lowercase normalizer', async () => {
+    const wn = await Tokenizer.fromFile(path.join(import.meta.dirname, '../../models/wordnet-tiny/tokenizer.json'));
+    const ids = await letterTokenIds(wn, 4);
+    expect(ids).toEqual(['a', 'b', 'c', 'd'].map((t) => wn.tokenToId(t)));
+    expect(new Set(ids).size).toBe(4);
+    const [e] = await encodeMc(wn, [{ prompt: 'a small domestic cat . category :', choices: ['animal', 'artifact'], answer: 0 }], {
+      format: 'letter',
+    });
+    expect(e.ids).not.toContain(wn.unkId);
+    expect(e.rows).toEqual(ids.slice(0, 2));
+  });
   it('refuses letters that are unknown tokens', async () => {
     const noC = await writeWordLevelTokenizer(path.join(dir, 'noC.json'), ['A', 'B', 'Answer', ':', '.', 'x']);
     expect(await letterTokenIds(noC, 2)).toEqual([noC.tokenToId('A'), noC.tokenToId('B')]);

@@ -8,19 +8,30 @@ import { runMainJob, type RunOptions } from '../run/main-job.ts';
 
 const HELP = `usage: bayeslora run [options]
   --model DIR         LLaMA-family checkpoint with tokenizer.json (default: models/wordnet-tiny)
-  --train FILE        training JSONL (default: data/wn-word/train-small.jsonl)
-  --test FILE         test JSONL (default: data/wn-word/test.jsonl)
-  --validation FILE   validation JSONL for temperature scaling and LA-val (default: data/wn-word/validation.jsonl)
-  --shift FILE        distribution-shift test JSONL, repeatable (default: data/foldoc-word/test.jsonl)
+  --task NAME         built-in task: wn-category (default) | wn-word; uses data/NAME/{train-small,validation,test}.jsonl
+  --train FILE        training JSONL (default: the task's train-small.jsonl, 640 items)
+  --test FILE         test JSONL (default: the task's test.jsonl)
+  --validation FILE   validation JSONL for temperature scaling and LA-val (default: the task's validation.jsonl)
+  --shift FILE        distribution-shift test JSONL, repeatable (default: data/foldoc-word/test.jsonl,
+                      computing definitions from another dictionary; add data/wn-word/test.jsonl for
+                      a second shift set)
   --out DIR           output directory (default: runs/<timestamp>)
   --seeds N           seeds to average over (default 2)
   --format F          answer format: choice (default) | letter
   --epochs N --lr X --batch N --checkpoints N --r N --alpha X --dropout X --targets a,b,c
+                      (defaults: 8 epochs, lr 2e-3, batch 16, r 8, alpha 16, dropout 0.1, all linear
+                      layers + lm_head; chosen on the wn-category validation split)
   --no-ensemble       skip the deep ensemble (3 members)
   --quick             a small, fast run (used by tests): subsets, 1 seed, no ensemble
   --resume DIR        continue an interrupted run in DIR with its original options (completed
                       seeds are kept, training continues from the last checkpoint)
 `;
+
+// Built-in tasks and their default distribution-shift test sets.
+const SHIFTS: Record<string, string[]> = {
+  'wn-category': ['foldoc-word'],
+  'wn-word': ['foldoc-word'],
+};
 
 function bar(label: string, done: number, total: number): void {
   if (!process.stderr.isTTY) return;
@@ -39,6 +50,7 @@ export async function run(args: string[]): Promise<number> {
     args,
     options: {
       model: { type: 'string', default: path.join(packageRoot, 'models', 'wordnet-tiny') },
+      task: { type: 'string', default: 'wn-category' },
       train: { type: 'string' },
       test: { type: 'string' },
       validation: { type: 'string' },
@@ -53,7 +65,7 @@ export async function run(args: string[]): Promise<number> {
       r: { type: 'string', default: '8' },
       alpha: { type: 'string', default: '16' },
       dropout: { type: 'string', default: '0.1' },
-      targets: { type: 'string', default: 'q_proj,v_proj,lm_head' },
+      targets: { type: 'string', default: 'q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj,lm_head' },
       'max-length': { type: 'string', default: '96' },
       'no-ensemble': { type: 'boolean', default: false },
       quick: { type: 'boolean', default: false },
@@ -65,14 +77,16 @@ export async function run(args: string[]): Promise<number> {
   const custom = values.train !== undefined;
   if (custom && (!values.test || !values.validation)) throw invalid('with --train also give --test and --validation');
   const quick = values.quick!;
+  const task = values.task!;
+  if (!(task in SHIFTS)) throw invalid(`--task must be one of ${Object.keys(SHIFTS).join(', ')}, got ${task}`);
   const num = (v: string | undefined, d: number) => (v === undefined ? d : Number(v));
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
   const o: RunOptions = {
     model: path.resolve(values.model!),
-    train: path.resolve(values.train ?? data('wn-word/train-small.jsonl')),
-    test: path.resolve(values.test ?? data('wn-word/test.jsonl')),
-    validation: path.resolve(values.validation ?? data('wn-word/validation.jsonl')),
-    shift: (values.shift ?? (custom ? [] : [data('foldoc-word/test.jsonl')])).map((f) => path.resolve(f)),
+    train: path.resolve(values.train ?? data(`${task}/train-small.jsonl`)),
+    test: path.resolve(values.test ?? data(`${task}/test.jsonl`)),
+    validation: path.resolve(values.validation ?? data(`${task}/validation.jsonl`)),
+    shift: (values.shift ?? (custom ? [] : SHIFTS[task].map((t) => data(`${t}/test.jsonl`)))).map((f) => path.resolve(f)),
     out: path.resolve(values.out ?? path.join('runs', stamp)),
     seeds: num(values.seeds, quick ? 1 : 2),
     ensembleMembers: values['no-ensemble'] || quick ? 0 : 3,
@@ -85,7 +99,7 @@ export async function run(args: string[]): Promise<number> {
       targetModules: values.targets!.split(',').map((s) => s.trim()).filter(Boolean),
     },
     lr: num(values.lr, 2e-3),
-    epochs: num(values.epochs, quick ? 2 : 6),
+    epochs: num(values.epochs, quick ? 3 : 8),
     batchSize: num(values.batch, 16),
     checkpoints: num(values.checkpoints, 2),
     mcdPasses: quick ? 3 : 10,
