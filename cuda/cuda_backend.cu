@@ -20,6 +20,8 @@
 #include "kernels/dropout.cuh"
 #include "kernels/elementwise.cuh"
 #include "kernels/embedding.cuh"
+#include "kernels/kfac_factor.cuh"
+#include "kernels/lora.cuh"
 #include "kernels/reduce.cuh"
 #include "kernels/rmsnorm.cuh"
 #include "kernels/rope.cuh"
@@ -582,5 +584,90 @@ std::string cuda_probe(bool* usable) {
     return e.what();
   }
 }
+
+// The same per-op prologue as above (validate, lock, bind the device).
+#define BL_CUDA_OP(opname, valid)                          \
+  need(valid, opname, "invalid size or null pointer");     \
+  auto lk = lock();                                        \
+  enter()
+
+// ---- LoRA branch ---------------------------------------------------------------------------
+// Ranks up to kLoraMaxFusedRank use the kernels of kernels/lora.cuh; larger
+// ranks run the CPU reference's GEMM sequence on cuBLAS.
+
+void CudaBackend::lora_fwd(float* y, float* u, const float* x, const float* A, const float* B, int N, int d_in,
+                           int d_out, int r, float s) {
+  BL_CUDA_OP("lora_fwd", N >= 0 && d_in > 0 && d_out > 0 && r > 0 && (N == 0 || (y && u && x && A && B)));
+  if (N == 0) return;
+  if (!cuda::lora_rank_fused(r)) {
+    gemm(false, true, N, r, d_in, 1.0f, x, d_in, A, d_in, 0.0f, u, r);
+    gemm(false, true, N, d_out, r, s, u, r, B, r, 1.0f, y, d_out);
+    return;
+  }
+  cuda::lora_down(st(stream_), u, x, A, /*sj=*/d_in, /*sk=*/1, N, d_in, r, 1.0f);       // u = x A^T
+  cuda::lora_up(st(stream_), y, u, B, /*sc=*/r, /*sj=*/1, N, d_out, r, s, 0.0f, 0);     // y += s u B^T
+}
+
+void CudaBackend::lora_bwd(float* gu, float* dA, float* dB, float* dx, float* work, const float* g, const float* x,
+                           const float* u, const float* A, const float* B, int N, int d_in, int d_out, int r, float s,
+                           float p, uint64_t seed) {
+  BL_CUDA_OP("lora_bwd", N >= 0 && d_in > 0 && d_out > 0 && r > 0 && p >= 0.f && p < 1.f &&
+                             (N == 0 || (gu && g && u && A && B && (!dA || x))));
+  if (N == 0) return;
+  if (!cuda::lora_rank_fused(r)) {
+    need(!(dx && p > 0.f) || work, "lora_bwd", "work is required when p > 0");
+    gemm(false, false, N, r, d_out, s, g, d_out, B, r, 0.0f, gu, r);
+    if (dB) gemm(true, false, d_out, r, N, s, g, d_out, u, r, 1.0f, dB, r);
+    if (dA) gemm(true, false, r, d_in, N, 1.0f, gu, r, x, d_in, 1.0f, dA, d_in);
+    if (dx && p > 0.f) {
+      gemm(false, false, N, d_in, r, 1.0f, gu, r, A, d_in, 0.0f, work, d_in);
+      cuda::dropout_bwd(st(stream_), dx, work, int64_t(N) * d_in, p, seed);
+    } else if (dx) {
+      gemm(false, false, N, d_in, r, 1.0f, gu, r, A, d_in, 1.0f, dx, d_in);
+    }
+    return;
+  }
+  // gu = s g B: W(j, c) = B[c*r + j].
+  cuda::lora_down(st(stream_), gu, g, B, /*sj=*/1, /*sk=*/r, N, d_out, r, s);
+  const int dmax = d_in > d_out ? d_in : d_out;
+  float* sc = (dA || dB) ? static_cast<float*>(scratch(cuda::lora_outer_scratch_floats(N, dmax, r) * sizeof(float)))
+                         : nullptr;
+  // dB(c, j) += s sum_n g[n, c] u[n, j]; dB is d_out x r.
+  if (dB) cuda::lora_outer(st(stream_), dB, /*oc=*/r, /*oj=*/1, g, u, N, d_out, r, s, sc);
+  // dA(j, k) += sum_n gu[n, j] x[n, k]; as D(c = k, j) at j*d_in + k.
+  if (dA) cuda::lora_outer(st(stream_), dA, /*oc=*/1, /*oj=*/d_in, x, gu, N, d_in, r, 1.0f, sc);
+  // dx += mask(gu A): W(k, j) = A[j*d_in + k]; the dropout mask is applied in
+  // the same pass, so `work` is not needed here.
+  if (dx) cuda::lora_up(st(stream_), dx, gu, A, /*sc=*/1, /*sj=*/d_in, N, d_in, r, 1.0f, p, seed);
+}
+
+// ---- K-FAC factor building blocks ------------------------------------------------------------
+
+void CudaBackend::token_reduce(float* out, const float* X, const uint8_t* mask, const int32_t* ex, int n, int T,
+                               int d, bool mean) {
+  BL_CUDA_OP("token_reduce", n >= 0 && T >= 1 && d >= 0 && (n == 0 || d == 0 || (out && X && ex)));
+  cuda::token_reduce(st(stream_), out, X, mask, ex, n, T, d, mean);
+}
+
+void CudaBackend::kfac_accumulate(double* S, const float* X, int n, int d, int ldx, double scale, float* work) {
+  BL_CUDA_OP("kfac_accumulate", n >= 0 && d >= 0 && ldx >= d && (n == 0 || d == 0 || (S && X && work)));
+  if (n == 0 || d == 0 || scale == 0) return;
+  // float32 batch Gram on cuBLAS into `work`, then the float64 running sum.
+  gemm(true, false, d, d, n, 1.0f, X, ldx, X, ldx, 0.0f, work, d);
+  cuda::add_scaled_f64(st(stream_), S, work, int64_t(d) * d, scale);
+}
+
+void CudaBackend::gram64(double* G, const double* M, int d, int n, int ldm) {
+  BL_CUDA_OP("gram64", d >= 0 && n >= 0 && ldm >= n && (n == 0 || (G && (d == 0 || M))));
+  if (n == 0) return;
+  if (d == 0) {
+    check(cudaMemsetAsync(G, 0, size_t(n) * n * sizeof(double), st(stream_)), "cudaMemset");
+    return;
+  }
+  dgemm(true, false, n, n, d, 1.0, M, ldm, M, ldm, 0.0, G, n);
+  cuda::mirror_upper_f64(st(stream_), G, n);
+}
+
+#undef BL_CUDA_OP
 
 }  // namespace bl

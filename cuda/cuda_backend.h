@@ -96,13 +96,23 @@ class CudaBackend final : public Backend {
   void adamw(float* p, const float* g, float* m, float* v, int64_t n, float lr, float b1, float b2, float eps,
              float wd, int step, float grad_scale) override;
 
-  // ---- CUDA-only extras (not in the shared Backend interface yet) -----------------
-  // C = alpha * op(A) * op(W) + beta * C with W stored as bf16 (raw uint16 bit
+  void lora_fwd(float* y, float* u, const float* x, const float* A, const float* B, int N, int d_in, int d_out, int r,
+                float s) override;
+  void lora_bwd(float* gu, float* dA, float* dB, float* dx, float* work, const float* g, const float* x, const float* u,
+                const float* A, const float* B, int N, int d_in, int d_out, int r, float s, float p,
+                uint64_t seed) override;
+  void token_reduce(float* out, const float* X, const uint8_t* mask, const int32_t* ex, int n, int T, int d,
+                    bool mean) override;
+  void kfac_accumulate(double* S, const float* X, int n, int d, int ldx, double scale, float* work) override;
+  void gram64(double* G, const double* M, int d, int n, int ldm) override;
+
+  // ---- CUDA-only extras (not in the shared Backend interface) -----------------------
+  // gemm_bf16w (in the interface): C = alpha * op(A) * op(W) + beta * C with W stored as bf16 (raw uint16 bit
   // patterns, e.g. frozen base weights kept in their checkpoint dtype). A is
   // float32 and is rounded to bf16 on the fly; the product runs on tensor
   // cores with float32 accumulation. Same row-major conventions as gemm().
   void gemm_bf16w(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda,
-                  const uint16_t* W, int ldw, float beta, float* C, int ldc);
+                  const uint16_t* W, int ldw, float beta, float* C, int ldc) override;
   // Row-major float64 GEMM (K-FAC Gram products), same conventions as gemm().
   void dgemm(bool ta, bool tb, int M, int N, int K, double alpha, const double* A, int lda, const double* B, int ldb,
              double beta, double* C, int ldc);

@@ -56,6 +56,16 @@ class Backend {
                                     int64_t sb, float beta, float* C, int ldc, int64_t sc,
                                     int batch) = 0;
 
+  // Frozen-weight GEMM: C = alpha * op(A) * op(W) + beta * C, same conventions
+  // as gemm(), with W stored as bfloat16 bit patterns (base weights kept in
+  // their checkpoint dtype, half the bytes of float32) and A float32.
+  // CPU: W is widened to float32 exactly and the product is a float32 GEMM.
+  // CUDA: A is rounded to bfloat16 and the product runs on tensor cores with
+  // float32 accumulation, so the two differ by A's bf16 rounding (relative
+  // 2^-9 per product): compare with bf16-aware tolerances.
+  virtual void gemm_bf16w(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda,
+                          const uint16_t* W, int ldw, float beta, float* C, int ldc) = 0;
+
   // ---- elementwise / reductions -----------------------------------------------
   virtual void fill(float* x, float v, int64_t n) = 0;
   virtual void axpy(int64_t n, float a, const float* x, float* y) = 0;      // y += a x
@@ -139,6 +149,41 @@ class Backend {
   // probs and dlogits nullable.
   virtual void softmax_xent(float* loss, float* probs, float* dlogits, const float* logits,
                             const int32_t* labels, int N, int C, float dscale) = 0;
+
+  // ---- LoRA linear (fused branch) ----------------------------------------------------
+  // The LoRA branch of h = W0 x + s * B (A x), added to the frozen output y
+  // [N x d_out] that the caller already holds (no separate pass over y):
+  //   u = x A^T   [N x r], written (saved for the backward pass),
+  //   y += s * u B^T.
+  // x [N x d_in] is the LoRA input after dropout; A [r x d_in]; B [d_out x r].
+  virtual void lora_fwd(float* y, float* u, const float* x, const float* A, const float* B, int N, int d_in,
+                        int d_out, int r, float s) = 0;
+  // Backward of the branch, one pass per output over g = dL/dy [N x d_out]:
+  //   gu = s * g B   [N x r], written (the LoRA-A layer's output gradient),
+  //   dB += s * g^T u,   dA += gu^T x     (both nullable),
+  //   dx += dropout_bwd(gu A)             (nullable; with p > 0 the mask of
+  //        dropout_fwd(p, seed) is applied and `work` [N x d_in] is scratch,
+  //        p == 0 adds gu A directly and `work` may be nullptr).
+  // x and u are the forward's (dropped) input and saved u.
+  virtual void lora_bwd(float* gu, float* dA, float* dB, float* dx, float* work, const float* g, const float* x,
+                        const float* u, const float* A, const float* B, int N, int d_in, int d_out, int r,
+                        float s, float p, uint64_t seed) = 0;
+
+  // ---- K-FAC factor building blocks (cpp/laplace) ---------------------------------------------
+  // Token reduction of selected examples: for i < n, example e = ex[i],
+  //   out[i, :] = sum over t < T with mask[e*T + t] != 0 of X[e*T + t, :]
+  // divided by that count when `mean`; float64 accumulation, rounded once.
+  // mask nullable (all tokens real). An example without real tokens gives 0.
+  virtual void token_reduce(float* out, const float* X, const uint8_t* mask, const int32_t* ex, int n, int T,
+                            int d, bool mean) = 0;
+  // Dense factor sum: S [d x d] (float64) += scale * X^T X, the Gram of the n
+  // rows of X (row stride ldx >= d) formed in float32 (a SYRK-shaped product,
+  // both triangles written); `work` holds d*d floats of scratch.
+  virtual void kfac_accumulate(double* S, const float* X, int n, int d, int ldx, double scale,
+                               float* work) = 0;
+  // float64 Gram of columns: G [n x n] = M^T M, M [d x n] with row stride ldm
+  // (the low-rank factor update's (k+m)-sized Gram). G is exactly symmetric.
+  virtual void gram64(double* G, const double* M, int d, int n, int ldm) = 0;
 
   // ---- optimiser ----------------------------------------------------------------------
   // Decoupled-weight-decay Adam (AdamW): p -= lr * (mhat / (sqrt(vhat) + eps) + wd * p),

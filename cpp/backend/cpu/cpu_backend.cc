@@ -45,6 +45,11 @@ class CpuBackend final : public Backend {
       cpu::sgemm(ta, tb, M, N, K, alpha, A + i * sa, lda, B + i * sb, ldb, beta, C + i * sc, ldc);
   }
 
+  void gemm_bf16w(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda,
+                  const uint16_t* W, int ldw, float beta, float* C, int ldc) override {
+    cpu::gemm_bf16w(ta, tb, M, N, K, alpha, A, lda, W, ldw, beta, C, ldc);
+  }
+
   void fill(float* x, float v, int64_t n) override {
     parallel_for(size_t(n), kGrain, [&](size_t b, size_t e) { for (size_t i = b; i < e; ++i) x[i] = v; });
   }
@@ -88,6 +93,11 @@ class CpuBackend final : public Backend {
   void rows_dot_fwd(float* logits, const float* h, const float* W, const int32_t* rows, int Bn, int C, int d) override { cpu::rows_dot_fwd(logits, h, W, rows, Bn, C, d); }
   void rows_dot_bwd(float* dh, float* dW, const float* dlogits, const float* h, const float* W, const int32_t* rows, int Bn, int C, int d) override { cpu::rows_dot_bwd(dh, dW, dlogits, h, W, rows, Bn, C, d); }
   void softmax_xent(float* loss, float* probs, float* dlogits, const float* logits, const int32_t* labels, int N, int C, float dscale) override { cpu::softmax_xent(loss, probs, dlogits, logits, labels, N, C, dscale); }
+  void lora_fwd(float* y, float* u, const float* x, const float* A, const float* B, int N, int d_in, int d_out, int r, float s) override { cpu::lora_fwd(y, u, x, A, B, N, d_in, d_out, r, s); }
+  void lora_bwd(float* gu, float* dA, float* dB, float* dx, float* work, const float* g, const float* x, const float* u, const float* A, const float* B, int N, int d_in, int d_out, int r, float s, float p, uint64_t seed) override { cpu::lora_bwd(gu, dA, dB, dx, work, g, x, u, A, B, N, d_in, d_out, r, s, p, seed); }
+  void token_reduce(float* out, const float* X, const uint8_t* mask, const int32_t* ex, int n, int T, int d, bool mean) override { cpu::token_reduce(out, X, mask, ex, n, T, d, mean); }
+  void kfac_accumulate(double* S, const float* X, int n, int d, int ldx, double scale, float* work) override { cpu::kfac_accumulate(S, X, n, d, ldx, scale, work); }
+  void gram64(double* G, const double* M, int d, int n, int ldm) override { cpu::gram64(G, M, d, n, ldm); }
   void adamw(float* p, const float* g, float* m, float* v, int64_t n, float lr, float b1, float b2, float eps, float wd, int step, float grad_scale) override { cpu::adamw(p, g, m, v, n, lr, b1, b2, eps, wd, step, grad_scale); }
 };
 

@@ -36,6 +36,17 @@ void rows_dot_bwd(float* dh, float* dW, const float* dlogits, const float* h, co
                   const int32_t* rows, int Bn, int C, int d);
 void softmax_xent(float* loss, float* probs, float* dlogits, const float* logits,
                   const int32_t* labels, int N, int C, float dscale);
+void gemm_bf16w(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda,
+                const uint16_t* W, int ldw, float beta, float* C, int ldc);
+void lora_fwd(float* y, float* u, const float* x, const float* A, const float* B, int N, int d_in, int d_out,
+              int r, float s);
+void lora_bwd(float* gu, float* dA, float* dB, float* dx, float* work, const float* g, const float* x,
+              const float* u, const float* A, const float* B, int N, int d_in, int d_out, int r, float s,
+              float p, uint64_t seed);
+void token_reduce(float* out, const float* X, const uint8_t* mask, const int32_t* ex, int n, int T, int d,
+                  bool mean);
+void kfac_accumulate(double* S, const float* X, int n, int d, int ldx, double scale, float* work);
+void gram64(double* G, const double* M, int d, int n, int ldm);
 void adamw(float* p, const float* g, float* m, float* v, int64_t n, float lr, float b1, float b2,
            float eps, float wd, int step, float grad_scale);
 
