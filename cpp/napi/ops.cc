@@ -481,6 +481,52 @@ Napi::Value adamw(const Napi::CallbackInfo& info) {
   return r;
 }
 
+// ---- fused LoRA branch -------------------------------------------------------------------
+
+Napi::Value lora_fwd(const Napi::CallbackInfo& info) {
+  Call c(info);
+  int N = c.dim("N", 0), din = c.dim("dIn"), dout = c.dim("dOut"), r = c.dim("r");
+  float s = c.num("s");
+  float* x = c.f32("x", numel({N, din}, "N*dIn"));
+  float* A = c.f32("A", numel({r, din}, "r*dIn"));
+  float* B = c.f32("B", numel({dout, r}, "dOut*r"));
+  int64_t ny = numel({N, dout}, "N*dOut");
+  float* y = c.grad("y", ny);
+  float* u = c.zeros(numel({N, r}, "N*r"));
+  c.be().lora_fwd(y, u, x, A, B, N, din, dout, r, s);
+  Napi::Object o = Napi::Object::New(c.env());
+  o.Set("y", c.out(y, ny));
+  o.Set("u", c.out(u, int64_t(N) * r));
+  return o;
+}
+
+Napi::Value lora_bwd(const Napi::CallbackInfo& info) {
+  Call c(info);
+  int N = c.dim("N", 0), din = c.dim("dIn"), dout = c.dim("dOut"), r = c.dim("r");
+  float s = c.num("s");
+  float pd = c.flag("dropout", false) ? c.num("p") : 0.0f;
+  if (!(pd >= 0.0f && pd < 1.0f)) fail(code::kInvalidArgument, "p must be in [0, 1)");
+  uint64_t seed = pd > 0.0f ? seed_arg(c.raw("seed")) : 0;
+  float* g = c.f32("g", numel({N, dout}, "N*dOut"));
+  float* x = c.f32("x", numel({N, din}, "N*dIn"));
+  float* u = c.f32("u", numel({N, r}, "N*r"));
+  float* A = c.f32("A", numel({r, din}, "r*dIn"));
+  float* B = c.f32("B", numel({dout, r}, "dOut*r"));
+  bool wa = false, wb = false, wx = false;
+  float* dA = c.grad_nullable("dA", int64_t(r) * din, &wa);
+  float* dB = c.grad_nullable("dB", int64_t(dout) * r, &wb);
+  float* dx = c.grad_nullable("dx", int64_t(N) * din, &wx);
+  float* gu = c.zeros(int64_t(N) * r);
+  float* work = pd > 0.0f ? c.zeros(int64_t(N) * din) : nullptr;
+  c.be().lora_bwd(gu, dA, dB, dx, work, g, x, u, A, B, N, din, dout, r, s, pd, seed);
+  Napi::Object o = Napi::Object::New(c.env());
+  o.Set("gu", c.out(gu, int64_t(N) * r));
+  o.Set("dA", c.out(dA, int64_t(r) * din, wa));
+  o.Set("dB", c.out(dB, int64_t(dout) * r, wb));
+  o.Set("dx", c.out(dx, int64_t(N) * din, wx));
+  return o;
+}
+
 }  // namespace
 
 void init_ops(Napi::Env env, Napi::Object exports) {
@@ -507,6 +553,8 @@ void init_ops(Napi::Env env, Napi::Object exports) {
   BL_OP(rows_dot_bwd);
   BL_OP(softmax_xent);
   BL_OP(adamw);
+  BL_OP(lora_fwd);
+  BL_OP(lora_bwd);
 #undef BL_OP
   exports.Set("ops", ops);
 }
