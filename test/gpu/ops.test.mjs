@@ -131,3 +131,16 @@ test('adamw', { skip }, () => {
   for (const step of [1, 10, 1000])
     same('adamw', { ...base, lr: 1e-3, b1: 0.9, b2: 0.999, eps: 1e-8, wd: 0.01, step, gradScale: 0.5 }, TOL.elementwise);
 });
+
+test('fused LoRA branch (lora_fwd / lora_bwd, incl. fused dropout and r > 32 fallback)', { skip }, () => {
+  for (const [N, dIn, dOut, r] of [[1, 1, 1, 1], [37, 96, 80, 8], [512, 4096, 1024, 8], [64, 257, 129, 17], [40, 64, 48, 40]]) {
+    const rng = new Rng(N * 7919 + r);
+    const X = rng.f32(N * dIn), A = rng.f32(r * dIn), B = rng.f32(dOut * r), y = rng.f32(N * dOut), g = rng.f32(N * dOut);
+    const s = 2 / r;
+    const { cpu } = same('lora_fwd', { x: X, A, B, y, N, dIn, dOut, r, s }, TOL.reduction);
+    const base = { g, x: X, u: cpu.u, A, B, N, dIn, dOut, r, s };
+    same('lora_bwd', { ...base, dA: rng.f32(r * dIn), dB: rng.f32(dOut * r), dx: rng.f32(N * dIn) }, TOL.reduction);
+    same('lora_bwd', { ...base, dropout: true, p: 0.25, seed: 99 }, TOL.reduction);
+    same('lora_bwd', { ...base, dA: null, dB: null, dx: null }, TOL.reduction);
+  }
+});
