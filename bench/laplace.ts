@@ -30,6 +30,7 @@ import { makeTinyCheckpoint } from '../ts/io/random-checkpoint.ts';
 import { Model } from '../ts/model.ts';
 import { Laplace, type LaplaceFitOptions } from '../ts/laplace/laplace.ts';
 import type { McBatch } from '../ts/data/batch.ts';
+import { intFlag } from './flags.ts';
 
 const C = 4;
 const R = 8;
@@ -221,13 +222,7 @@ async function measure(spec: EngineModelSpec, s: Sizes, log: (m: string) => void
   }
 }
 
-function flag(args: string[], name: string, def: number): number {
-  const a = args.find((x) => x.startsWith(`--${name}=`));
-  if (!a) return def;
-  const v = Number(a.slice(name.length + 3));
-  if (!Number.isInteger(v) || v < 1) throw new Error(`bench laplace: --${name} must be a positive integer`);
-  return v;
-}
+const flag = (args: string[], name: string, def: number): number => intFlag(args, 'laplace', name, def);
 
 /** Flags: --quick (20m only, smaller data), --examples=N --seq=N --batch=N --predict-batches=N. */
 export async function run(args: string[] = []): Promise<object> {

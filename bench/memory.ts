@@ -14,6 +14,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ENGINE_MODELS, type EngineModelSpec } from './engine.ts';
 import { makeTinyCheckpoint } from '../ts/io/random-checkpoint.ts';
+import { intFlag } from './flags.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const CHILD = path.join(here, 'memory-child.ts');
@@ -36,13 +37,7 @@ function child(job: object): Record<string, any> {
   return JSON.parse(r.stdout.trim().split('\n').pop() ?? '{}');
 }
 
-function flag(args: string[], name: string, def: number): number {
-  const a = args.find((x) => x.startsWith(`--${name}=`));
-  if (!a) return def;
-  const v = Number(a.slice(name.length + 3));
-  if (!Number.isInteger(v) || v < 1) throw new Error(`bench memory: --${name} must be a positive integer`);
-  return v;
-}
+const flag = (args: string[], name: string, def: number): number => intFlag(args, 'memory', name, def);
 
 /** Flags: --quick (5m and 20m), --examples=N (16), --seq=N (128), --batch=N (4), --epochs=N (1). */
 export async function run(args: string[] = []): Promise<object> {

@@ -24,6 +24,7 @@ import { Model } from '../ts/model.ts';
 import { Laplace } from '../ts/laplace/laplace.ts';
 import { info, setThreads } from '../ts/info.ts';
 import type { McBatch } from '../ts/data/batch.ts';
+import { intFlag } from './flags.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const PYTHON = '/usr/bin/python3';
@@ -234,13 +235,7 @@ async function runCase(c: Case, threads: number, reps: { train: number; fit: num
   }
 }
 
-function flag(args: string[], name: string, def: number): number {
-  const a = args.find((x) => x.startsWith(`--${name}=`));
-  if (!a) return def;
-  const v = Number(a.slice(name.length + 3));
-  if (!Number.isInteger(v) || v < 1) throw new Error(`bench peers: --${name} must be a positive integer`);
-  return v;
-}
+const flag = (args: string[], name: string, def: number): number => intFlag(args, 'peers', name, def);
 
 /** Flags: --quick (20m only), --seq=N (default 128), --batch=N (4), --fit-batches=N (2), --repeats=N (5 train/predict, 3 fit), --threads=N (default: ours). */
 export async function run(args: string[] = []): Promise<object> {

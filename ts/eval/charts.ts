@@ -11,7 +11,8 @@ export interface ChartFiles {
   png: string;
 }
 
-async function render(spec: vl.TopLevelSpec, base: string): Promise<ChartFiles> {
+/** Render any Vega-Lite spec to `<base>.svg` and `<base>.png` (written atomically). */
+export async function renderChart(spec: vl.TopLevelSpec, base: string): Promise<ChartFiles> {
   const compiled = vl.compile(spec).spec;
   const view = new vega.View(vega.parse(compiled), { renderer: 'none' });
   const svg = await view.toSVG();
@@ -63,7 +64,7 @@ export async function reliabilityDiagram(
       },
     ],
   };
-  return render(spec, base);
+  return renderChart(spec, base);
 }
 
 /** One line per method of a metric against the training step. */
@@ -86,5 +87,5 @@ export async function metricVsStep(
       color: { field: 'method', type: 'nominal' },
     },
   };
-  return render(spec, base);
+  return renderChart(spec, base);
 }
