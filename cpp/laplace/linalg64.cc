@@ -40,13 +40,13 @@ void sym_eig(int n, const double* Ain, double* w, double* V) {
     }
   // Large problems go to LAPACK's divide-and-conquer dsyevd when OpenBLAS is
   // loaded (an order of magnitude faster than the loops below, which are the
-  // fallback). The row-major lower triangle is the column-major upper one, and
-  // A is symmetric, so the column-major copy is A itself.
+  // fallback). A is exactly symmetric, so its row-major storage is also its
+  // column-major storage; LAPACK overwrites it with the eigenvectors.
   if (n >= kLapackEigMin) {
     std::vector<double> wa(N);
     int info = 0;
-    std::vector<double> Acm = A;
-    if (cpu::lapack_dsyevd(n, Acm.data(), wa.data(), &info)) {
+    const std::vector<double>& Acm = A;
+    if (cpu::lapack_dsyevd(n, A.data(), wa.data(), &info)) {
       if (info != 0) fail(code::kNumerical, "sym_eig: LAPACK dsyevd failed (info ", info, ")");
       // Ascending -> descending; column j of the result is Acm[j*N .. j*N+N).
       for (size_t k = 0; k < N; ++k) {
