@@ -9,12 +9,15 @@
 
 namespace bl::laplace {
 
-const char* token_mode_name(TokenMode m) { return m == TokenMode::kExpand ? "expand" : "reduce"; }
+const char* token_mode_name(TokenMode m) {
+  return m == TokenMode::kExpand ? "expand" : m == TokenMode::kAligned ? "aligned" : "reduce";
+}
 
 TokenMode parse_token_mode(const std::string& s) {
   if (s == "reduce") return TokenMode::kReduce;
   if (s == "expand") return TokenMode::kExpand;
-  fail(code::kInvalidArgument, "tokens must be 'reduce' or 'expand', got '", s, "'");
+  if (s == "aligned") return TokenMode::kAligned;
+  fail(code::kInvalidArgument, "tokens must be 'reduce', 'expand' or 'aligned', got '", s, "'");
 }
 
 // ---- one side ---------------------------------------------------------------------
@@ -110,7 +113,8 @@ void KfacAccumulator::observe(const LoraMatrixInfo& m, const float* x, const flo
     return;
   }
   const size_t rows = size_t(B) * size_t(T);
-  if (pass_inputs_ && x) {
+  const bool need_x = pass_inputs_ || opt_.tokens == TokenMode::kAligned;
+  if (need_x && x) {
     hx_.resize(rows * size_t(s.d_in));
     be_->to_host(hx_.data(), x, hx_.size() * sizeof(float));
   }
@@ -122,7 +126,7 @@ void KfacAccumulator::observe(const LoraMatrixInfo& m, const float* x, const flo
     hmask_.resize(rows);
     be_->to_host(hmask_.data(), mask, rows);
   }
-  add_host(layer, (pass_inputs_ && x) ? hx_.data() : nullptr, g ? hg_.data() : nullptr, B, T,
+  add_host(layer, (need_x && x) ? hx_.data() : nullptr, g ? hg_.data() : nullptr, B, T,
            mask ? hmask_.data() : nullptr, pass_inputs_, pass_weight_);
 }
 
@@ -141,6 +145,12 @@ void KfacAccumulator::add_host(int layer, const float* x, const float* g, int B,
   KfacLayer& L = *layers_[size_t(layer)];
   auto real = [&](size_t row) { return !mask || mask[row] != 0; };
   const size_t Tn = size_t(T);
+  if (opt_.tokens == TokenMode::kAligned) {
+    if (!g || g_weight <= 0) return;  // inputs alone carry no information here
+    BL_CHECK(x != nullptr, code::kInvalidArgument, "kfac: tokens 'aligned' needs the inputs with every gradient pass");
+    add_aligned(L, x, g, B, T, mask, g_weight);
+    return;
+  }
 
   // Rows of one side, per the token mode. Reduce: one row per example with a
   // real token (mean of x_t, or sum of g_t). Expand: the real token rows,
@@ -192,6 +202,53 @@ void KfacAccumulator::add_host(int layer, const float* x, const float* g, int B,
 
   if (accumulate_inputs && x) L.Z += feed(L.A, x, /*mean=*/true, 1.0);
   if (g && g_weight > 0) feed(L.G, g, /*mean=*/false, std::sqrt(g_weight));
+}
+
+// tokens 'aligned' (kfac.h): per example one input row J^T g~ / |g~| and one
+// gradient row g~, both scaled by sqrt(w); Z += w |g~|^2. float64 sums over
+// tokens; the rows go through the usual dense/low-rank routes as float32.
+void KfacAccumulator::add_aligned(KfacLayer& L, const float* x, const float* g, int B, int T, const uint8_t* mask,
+                                  double w) {
+  const size_t Di = size_t(L.spec.d_in), Do = size_t(L.spec.d_out), Tn = size_t(T);
+  std::vector<float> xrows(size_t(B) * Di), grows(size_t(B) * Do);
+  std::vector<double> gs(Do), v(Di);
+  int nr = 0;
+  double energy = 0;
+  for (size_t b = 0; b < size_t(B); ++b) {
+    std::fill(gs.begin(), gs.end(), 0.0);
+    for (size_t t = 0; t < Tn; ++t) {
+      const size_t row = b * Tn + t;
+      if (mask && !mask[row]) continue;
+      const float* gr = g + row * Do;
+      for (size_t j = 0; j < Do; ++j) gs[j] += double(gr[j]);
+    }
+    double s = 0;
+    for (double e : gs) s += e * e;
+    if (!(s > 0) || !std::isfinite(s)) continue;  // no gradient through this example on this pass
+    std::fill(v.begin(), v.end(), 0.0);
+    for (size_t t = 0; t < Tn; ++t) {
+      const size_t row = b * Tn + t;
+      if (mask && !mask[row]) continue;
+      const float* gr = g + row * Do;
+      double a = 0;
+      for (size_t j = 0; j < Do; ++j) a += double(gr[j]) * gs[j];
+      if (a == 0) continue;
+      const float* xr = x + row * Di;
+      for (size_t j = 0; j < Di; ++j) v[j] += a * double(xr[j]);
+    }
+    const double fx = 1.0 / std::sqrt(s);
+    float* xo = &xrows[size_t(nr) * Di];
+    float* go = &grows[size_t(nr) * Do];
+    for (size_t j = 0; j < Di; ++j) xo[j] = float(v[j] * fx);
+    for (size_t j = 0; j < Do; ++j) go[j] = float(gs[j]);
+    energy += s;
+    ++nr;
+  }
+  if (nr == 0) return;
+  const double sw = std::sqrt(w);
+  L.A.add_rows(xrows.data(), nr, sw, gram_);
+  L.G.add_rows(grows.data(), nr, sw, gram_);
+  L.Z += w * energy;
 }
 
 void KfacAccumulator::merge(KfacAccumulator& o) {

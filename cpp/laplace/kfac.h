@@ -8,6 +8,20 @@
 //   reduce: per example x~ = mean over real tokens of x_t, g~ = sum_t g_t;
 //           one row per example, Z counts examples (with >= 1 real token).
 //   expand: every real token is a row; Z counts real tokens.
+//   aligned: per example AND backward pass, the example's Jacobian
+//           J = sum_t g_t x_t^T is replaced by its least-squares rank-1 fit
+//           with left factor g~ = sum_t g_t: J ~= g~ x^^T, x^ = J^T g~ / |g~|^2
+//           = sum_t (g_t . g~) x_t / |g~|^2. Gradient rows are sqrt(w) g~ (as
+//           reduce); input rows are sqrt(w) J^T g~ / |g~|, i.e. x^ x^^T weighted
+//           by the pass's gradient energy w |g~|^2, which Z sums. So SA / Z is
+//           the energy-weighted mean of x^ x^^T and, for one example and pass,
+//           (SA / Z) (x) SG = vec(g~ x^^T) vec(g~ x^^T)^T exactly. When every
+//           g_t is the same vector, x^ = mean_t x_t (reduce's input); when only
+//           one token carries gradient (e.g. a query projection feeding only
+//           the answer position), x^ is that token's input, which reduce's mean
+//           misses. |J^T g~| / |g~| <= |J|_2, so no pass can blow up a row.
+//           Not in the spec: an extension measured against the exact per-layer
+//           GGN (docs/laplace-tokens.md). Inputs are used on every pass.
 // A side above `threshold` is a LowRankFactor (rank n_kfac); otherwise a
 // dense float64 d x d sum, to which each batch's Gram X^T X (float32 gemm,
 // the CPU backend's BLAS) is added.
@@ -30,9 +44,9 @@
 
 namespace bl::laplace {
 
-enum class TokenMode { kReduce = 0, kExpand = 1 };
+enum class TokenMode { kReduce = 0, kExpand = 1, kAligned = 2 };
 const char* token_mode_name(TokenMode m);
-TokenMode parse_token_mode(const std::string& s);  // "reduce" | "expand"
+TokenMode parse_token_mode(const std::string& s);  // "reduce" | "expand" | "aligned"
 
 struct KfacLayerSpec {
   std::string name;
@@ -126,6 +140,7 @@ class KfacAccumulator : public LoraObserver {
  private:
   void add_host(int layer, const float* x, const float* g, int B, int T, const uint8_t* mask,
                 bool accumulate_inputs, double g_weight);
+  void add_aligned(KfacLayer& L, const float* x, const float* g, int B, int T, const uint8_t* mask, double w);
 
   KfacOptions opt_;
   Backend* be_;

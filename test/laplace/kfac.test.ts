@@ -67,6 +67,45 @@ describe('token handling', () => {
     acc.dispose();
   });
 
+  it('aligned: input row J^T g~ / |g~|, summed gradient, Z sums the gradient energy', async () => {
+    const acc = new KfacAccumulator({ layers: [{ name: 'l', dIn: 2, dOut: 2 }], tokens: 'aligned' });
+    await acc.add('l', x, g, { B: 2, T: 3, mask });
+    // example 0: g~ = [1,1], |g~|^2 = 2, g_t . g~ = 1, 1 -> J^T g~ = [4,6]: row outer [16,24,24,36] / 2
+    // example 1: g~ = [1,1], |g~|^2 = 2, g . g~ = 2 -> J^T g~ = [4,0]: row outer [16,0,0,0] / 2
+    const A = Array.from(acc.factor(0, 'A').data);
+    [16, 12, 12, 18].forEach((v, i) => expect(A[i]).toBeCloseTo(v, 5));
+    expect(Array.from(acc.factor(0, 'G').data)).toEqual([2, 2, 2, 2]);
+    expect(Array.from(acc.counts())).toEqual([4]);
+    // a weighted pass uses the inputs again (accumulateInputs does not apply) and scales all three
+    await acc.add('l', x, g, { B: 2, T: 3, mask, accumulateInputs: false, weight: 0.5 });
+    const A2 = Array.from(acc.factor(0, 'A').data);
+    [24, 18, 18, 27].forEach((v, i) => expect(A2[i]).toBeCloseTo(v, 5));
+    expect(Array.from(acc.factor(0, 'G').data)).toEqual([3, 3, 3, 3]);
+    expect(Array.from(acc.counts())).toEqual([6]);
+    // gradients without inputs cannot be placed
+    await expectCode(acc.add('l', null, g, { B: 2, T: 3, mask }), 'INVALID_ARGUMENT');
+    acc.dispose();
+  });
+
+  it('aligned: equals reduce when every token of an example carries the same gradient', async () => {
+    const gs = Float32Array.from([1, 2, 1, 2, 50, 50, 3, -1, 7, 7, 7, 7]);
+    const one = Uint8Array.from([1, 1, 0, 1, 0, 0]);
+    // one example at a time: then (SA / Z) (x) SG must agree
+    for (const b of [0, 1]) {
+      const xb = x.subarray(b * 6, b * 6 + 6), gb = gs.subarray(b * 6, b * 6 + 6), mb = one.subarray(b * 3, b * 3 + 3);
+      const a1 = new KfacAccumulator({ layers: [{ name: 'l', dIn: 2, dOut: 2 }], tokens: 'aligned' });
+      const r1 = new KfacAccumulator({ layers: [{ name: 'l', dIn: 2, dOut: 2 }], tokens: 'reduce' });
+      await a1.add(0, xb, gb, { B: 1, T: 3, mask: mb });
+      await r1.add(0, xb, gb, { B: 1, T: 3, mask: mb });
+      const za = a1.counts()[0], zr = r1.counts()[0];
+      const Aa = a1.factor(0, 'A').data, Ar = r1.factor(0, 'A').data;
+      for (let i = 0; i < 4; i++) expect(Aa[i] / za).toBeCloseTo(Ar[i] / zr, 5);
+      expect(Array.from(a1.factor(0, 'G').data)).toEqual(Array.from(r1.factor(0, 'G').data));
+      a1.dispose();
+      r1.dispose();
+    }
+  });
+
   it('inputs are added once per example, gradients on every weighted pass', async () => {
     const acc = new KfacAccumulator({ layers: [{ name: 'l', dIn: 2, dOut: 2 }], tokens: 'reduce' });
     await acc.add('l', x, g, { B: 2, T: 3, mask });

@@ -166,7 +166,7 @@ describe('K-FAC from the model', () => {
     acc.dispose();
   });
 
-  for (const tokens of ['reduce', 'expand'] as const) {
+  for (const tokens of ['reduce', 'expand', 'aligned'] as const) {
     it(`${tokens}: factors equal sums of the observed activations over all class passes (padded batch)`, async () => {
       const C = 3;
       const batch = mcBatch(4, [3, 1, 4], 4, C);
@@ -191,7 +191,21 @@ describe('K-FAC from the model', () => {
           };
           for (let b = 0; b < o.B; b++) {
             const rs = rowsOf(b);
-            if (tokens === 'reduce') {
+            if (tokens === 'aligned') {
+              const gs = new Float64Array(o.dOut);
+              for (const row of rs) for (let j = 0; j < o.dOut; j++) gs[j] += o.g[row * o.dOut + j];
+              const s2 = gs.reduce((acc2, v) => acc2 + v * v, 0);
+              if (s2 === 0) continue;
+              const v = new Float64Array(o.dIn);
+              for (const row of rs) {
+                let a = 0;
+                for (let j = 0; j < o.dOut; j++) a += o.g[row * o.dOut + j] * gs[j];
+                for (let j = 0; j < o.dIn; j++) v[j] += (a * o.x[row * o.dIn + j]) / Math.sqrt(s2);
+              }
+              addOuter(SA[i], o.dIn, v);
+              addOuter(SG[i], o.dOut, gs);
+              Z[i] += s2;
+            } else if (tokens === 'reduce') {
               const xm = new Float64Array(o.dIn);
               const gs = new Float64Array(o.dOut);
               for (const row of rs) {
@@ -215,9 +229,14 @@ describe('K-FAC from the model', () => {
           }
         }
       }
-      expect(Array.from(acc.counts())).toEqual(Z);
-      // reduce counts examples; expand counts real tokens (8), except the LM head (one position each)
-      expect(Z).toEqual(tokens === 'reduce' ? [3, 3, 3, 3, 3, 3] : [8, 8, 8, 8, 3, 3]);
+      if (tokens === 'aligned') {
+        // Z sums the passes' gradient energies |g~|^2
+        expect(relErr(acc.counts(), Float64Array.from(Z))).toBeLessThan(1e-5);
+      } else {
+        expect(Array.from(acc.counts())).toEqual(Z);
+        // reduce counts examples; expand counts real tokens (8), except the LM head (one position each)
+        expect(Z).toEqual(tokens === 'reduce' ? [3, 3, 3, 3, 3, 3] : [8, 8, 8, 8, 3, 3]);
+      }
       layers.forEach((_, i) => {
         expect(relErr(acc.factor(i, 'A').data, SA[i])).toBeLessThan(1e-5);
         expect(relErr(acc.factor(i, 'G').data, SG[i])).toBeLessThan(1e-5);

@@ -151,4 +151,28 @@ describe('numerical faults (Laplace)', () => {
       la.dispose();
     }
   });
+
+  it('a low-rank LM-head gradient side with nKfac below the distinct answer tokens is reported', async () => {
+    // data uses answer rows 4, 5, 6; threshold 8 < vocab 32 makes lm_head.lora_B's gradient side low rank
+    const short = await Laplace.fit(model, data, { prior: 1, threshold: 8, nKfac: 2 });
+    const enough = await Laplace.fit(model, data, { prior: 1, threshold: 8, nKfac: 3 });
+    const dense = await Laplace.fit(model, data, { prior: 1, nKfac: 2 }); // vocab 32 <= 512: dense, nothing dropped
+    try {
+      expect(short.accumulator.layers().find((l) => l.name === 'lm_head.lora_B')!.lowRankG).toBe(true);
+      expect(short.warnings.length).toBe(1);
+      expect(short.warnings[0]).toMatch(/lm_head\.lora_B keeps 2 gradient directions .* 3 distinct answer tokens.*nKfac >= 3/);
+      expect(enough.warnings).toEqual([]);
+      expect(dense.warnings).toEqual([]);
+      // and the truncation is real: the dropped answer row gets more variance than with every row kept
+      const b = data[0];
+      const vs = await short.predict(b, { method: 'probit' });
+      const ve = await enough.predict(b, { method: 'probit' });
+      const C = b.C;
+      let sumS = 0, sumE = 0;
+      for (let e = 0; e < b.B; e++) for (let c = 0; c < C; c++) { sumS += vs.lambda[e * C * C + c * C + c]; sumE += ve.lambda[e * C * C + c * C + c]; }
+      expect(sumS).toBeGreaterThan(sumE);
+    } finally {
+      for (const l of [short, enough, dense]) l.dispose();
+    }
+  });
 });

@@ -28,8 +28,10 @@ const HELP = `usage: bayeslora fit --model DIR --adapter DIR --data train.jsonl 
   --fisher F           exact (default) | sampled | empirical
   --samples N          labels drawn per example for --fisher sampled (default 1)
   --seed N             seed of the label sampling and of the batch order (default 0)
-  --tokens T           reduce (default: one row per sequence) | expand (every token)
-  --n-kfac N           rank of low-rank K-FAC factors (default 10)
+  --tokens T           reduce (default: one row per sequence) | expand (every token) | aligned
+                       (per sequence, the input weighted by the gradient; see docs/laplace-tokens.md)
+  --n-kfac N           rank of low-rank K-FAC factors (default 10; keep >= the number of distinct
+                       answer tokens when the LM head carries LoRA, else a warning)
   --last-layer         last-layer Laplace: only the LM head's LoRA matrices
   --prior P            marglik (default: maximise the marginal likelihood) | a precision > 0
   --per-layer-prior    with marglik: one prior precision per LoRA matrix
@@ -82,6 +84,8 @@ export interface FitReport {
   seconds: { total: number; fisher: number; posterior: number };
   posteriorBytes: number;
   factorBytes: number;
+  /** Laplace.warnings: numerical adjustments, truncated LM-head answer rows. */
+  warnings: string[];
   summary: LaplaceSummary;
 }
 
@@ -113,7 +117,7 @@ export function parseFitArgs(args: string[]): FitCliOptions {
     fisher: choiceArg(CMD, v, 'fisher', ['exact', 'sampled', 'empirical'] as const, 'exact'),
     samples: intArg(CMD, v, 'samples', 1, 1, 1_000_000),
     seed: intArg(CMD, v, 'seed', 0, 0, 0xffffffff),
-    tokens: choiceArg(CMD, v, 'tokens', ['reduce', 'expand'] as const, 'reduce'),
+    tokens: choiceArg(CMD, v, 'tokens', ['reduce', 'expand', 'aligned'] as const, 'reduce'),
     nKfac: intArg(CMD, v, 'n-kfac', 10, 1, 100_000),
     lastLayer: v['last-layer'] === true,
     prior,
@@ -190,6 +194,7 @@ export async function fitPosterior(o: FitCliOptions, hooks: FitHooks = {}): Prom
         seconds: { total: (performance.now() - t0) / 1000, fisher: s.fisherSeconds, posterior: s.posteriorSeconds },
         posteriorBytes: s.posteriorBytes,
         factorBytes: s.factorBytes,
+        warnings: la.warnings,
         summary: s,
       };
       const file = path.join(o.out, FIT_JSON);

@@ -21,6 +21,8 @@ const HELP = `usage: bayeslora run [options]
   --epochs N --lr X --batch N --checkpoints N --r N --alpha X --dropout X --targets a,b,c
                       (defaults: 8 epochs, lr 2e-3, batch 16, r 8, alpha 16, dropout 0.1, all linear
                       layers + lm_head; chosen on the wn-category validation split)
+  --n-kfac N|auto     rank of low-rank K-FAC factor sides (default auto: max(10, distinct answer
+                      tokens of the training set), so the LM head keeps every answer row)
   --no-ensemble       skip the deep ensemble (3 members)
   --quick             a small, fast run (used by tests): subsets, 1 seed, no ensemble
   --resume DIR        continue an interrupted run in DIR with its original options (completed
@@ -67,6 +69,7 @@ export async function run(args: string[]): Promise<number> {
       dropout: { type: 'string', default: '0.1' },
       targets: { type: 'string', default: 'q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj,lm_head' },
       'max-length': { type: 'string', default: '96' },
+      'n-kfac': { type: 'string', default: 'auto' },
       'no-ensemble': { type: 'boolean', default: false },
       quick: { type: 'boolean', default: false },
       resume: { type: 'string' },
@@ -104,7 +107,7 @@ export async function run(args: string[]): Promise<number> {
     checkpoints: num(values.checkpoints, 2),
     mcdPasses: quick ? 3 : 10,
     laSamples: quick ? 1000 : 10000,
-    nKfac: 10,
+    nKfac: nKfacArg(values['n-kfac']!),
     extras: !quick,
     limits: quick ? { train: 256, test: 200, validation: 150, shift: 150 } : undefined,
     log: (s) => process.stderr.write(`run: ${s}\n`),
@@ -112,6 +115,13 @@ export async function run(args: string[]): Promise<number> {
   };
   if (o.format !== 'choice' && o.format !== 'letter') throw invalid(`--format must be choice or letter`);
   return finish(o);
+}
+
+function nKfacArg(v: string): number | 'auto' {
+  if (v === 'auto') return 'auto';
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1 || n > 4096) throw invalid(`--n-kfac must be 'auto' or an integer in [1, 4096], got ${v}`);
+  return n;
 }
 
 /** `--resume DIR`: the options come from DIR/progress.json; other flags are refused. */

@@ -13,7 +13,7 @@ export interface HasNativeModel {
   readonly native: unknown;
 }
 
-export type TokenHandling = 'reduce' | 'expand';
+export type TokenHandling = 'reduce' | 'expand' | 'aligned';
 export type PredictiveMethod = 'mc' | 'probit' | 'bridge' | 'map';
 
 export interface KfacLayerSpec {
@@ -28,7 +28,11 @@ export interface KfacLayerSpec {
 
 export interface KfacOptions {
   layers: KfacLayerSpec[];
-  /** 'reduce' (default): one row per example (mean input, summed gradient); 'expand': one row per real token. */
+  /**
+   * 'reduce' (default, the spec's): one row per example (mean input, summed gradient); 'expand': one row per
+   * real token; 'aligned' (extension, cpp/laplace/kfac.h): per example and pass the least-squares rank-1 fit
+   * g~ x^T of the Jacobian with g~ the summed gradient (inputs needed on every pass; Z sums gradient energy).
+   */
   tokens?: TokenHandling;
   /** A factor side d > threshold is kept low rank (default 512). */
   threshold?: number;
@@ -225,7 +229,7 @@ export class KfacAccumulator {
   factor(layer: Layer, side: 'A' | 'G'): FactorView {
     return native(() => this.raw.factor(layer, side));
   }
-  /** Z per layer: examples (reduce) or real tokens (expand) whose inputs were added. */
+  /** Z per layer: examples (reduce), real tokens (expand) or summed gradient energy w|g~|^2 (aligned). */
   counts(): Float64Array {
     return native(() => this.raw.counts());
   }

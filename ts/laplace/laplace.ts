@@ -51,6 +51,24 @@ export interface LaplaceFitOptions {
   onBatch?: (index: number, info: { logLik: number; nLabelled: number; nExamples: number }) => void;
 }
 
+/**
+ * The LM head's LoRA-B gradient side has one direction per distinct answer
+ * token (only those rows get gradients), so its rank is the number of answer
+ * tokens seen. When that side is low rank with nKfac below that number, the
+ * dropped answer rows keep prior-only variance, and those are exactly the rows
+ * the predictive's Jacobians use (bench/kfac-tokens.ts; docs/laplace-tokens.md).
+ */
+function truncatedHeadWarnings(acc: KfacAccumulator, nKfac: number, answerTokens: number): string[] {
+  return acc
+    .layers()
+    .filter((l) => l.lowRankG && /(^|\.)lm_head\.lora_B$/.test(l.name) && answerTokens > nKfac)
+    .map(
+      (l) =>
+        `fit: ${l.name} keeps ${nKfac} gradient directions (nKfac) but the batches use ${answerTokens} distinct answer tokens; ` +
+        `the other answer rows get prior-only variance: pass nKfac >= ${answerTokens}`,
+    );
+}
+
 /** What the Bayesian part costs and what it chose (for reports and the CLI). */
 export interface LaplaceSummary {
   fisher: string;
@@ -141,12 +159,14 @@ export class Laplace {
     let logLik = 0;
     let nLabelled = 0;
     let index = 0;
+    const answerRows = new Set<number>(); // distinct LM-head rows (answer tokens) seen
     const t0 = performance.now();
     try {
       throwIfAborted(o.signal, 'Laplace.fit');
       for await (const b of batches) {
         throwIfAborted(o.signal, 'Laplace.fit');
         const r = await acc.fitBatch(model, b, { fisher, samples: o.samples, seed: o.seed, batchIndex: index, signal: o.signal });
+        if (answerRows.size <= 4096) for (const row of b.rows) answerRows.add(row);
         logLik += r.logLik;
         nLabelled += r.nLabelled;
         o.onBatch?.(index, r);
@@ -158,6 +178,7 @@ export class Laplace {
       const post = await acc.posterior({ delta: typeof prior === 'number' ? prior : 1, signal: o.signal });
       post.setFisher(fisher);
       const la = new Laplace(model, acc, post, logLik, nLabelled);
+      la.fitWarnings.push(...truncatedHeadWarnings(acc, o.nKfac ?? 10, answerRows.size));
       try {
         if (prior === 'marglik') await la.optimizePrior({ perLayer: o.perLayerPrior, range: o.priorRange, signal: o.signal });
       } catch (e) {
@@ -179,8 +200,9 @@ export class Laplace {
    * [1e-12, 1e12]. The channel for such warnings; nothing is printed.
    */
   get warnings(): string[] {
-    return this.posterior.warnings();
+    return [...this.fitWarnings, ...this.posterior.warnings()];
   }
+  private readonly fitWarnings: string[] = [];
 
   /** ||theta*_l||^2 per posterior layer, from the model's current LoRA weights. */
   thetaNormSq(): Float64Array {

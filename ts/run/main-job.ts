@@ -51,7 +51,13 @@ export interface RunOptions {
   checkpoints: number; // checkpoints with the full evaluation (MCD, Laplace); MAP/TS/CKPT-ENS at 6
   mcdPasses: number;
   laSamples: number; // MC samples of the predictive
-  nKfac: number;
+  /**
+   * Rank kept by low-rank factor sides. 'auto': max(10, distinct answer tokens
+   * of the training set), since the LM head's LoRA-B gradient side has one
+   * direction per answer token and dropping some leaves those rows with
+   * prior-only variance (docs/laplace-tokens.md).
+   */
+  nKfac: number | 'auto';
   extras: boolean; // LA-expand, LA-sampled, LA-val at the final checkpoint
   limits?: { train?: number; test?: number; validation?: number; shift?: number };
   log: (s: string) => void;
@@ -148,6 +154,8 @@ export interface RunReport {
   peakRssBytes: number;
   priors: { seed: number; step: number; method: string; delta: number[] }[];
   charts: string[];
+  /** nKfac the Laplace fits used (config.nKfac resolved). */
+  nKfacUsed: number;
 }
 
 export async function runMainJob(o: RunOptions): Promise<RunReport> {
@@ -164,6 +172,8 @@ export async function runMainJob(o: RunOptions): Promise<RunReport> {
   const trainSet = await loadTask(tok, o.train, { ...enc, limit: o.limits?.train });
   const testSet = await loadTask(tok, o.test, { ...enc, limit: o.limits?.test });
   const valSet = await loadTask(tok, o.validation, { ...enc, limit: o.limits?.validation });
+  const answerTokens = new Set(trainSet.encoded.flatMap((e) => e.rows)).size;
+  const nKfac = o.nKfac === 'auto' ? Math.max(10, answerTokens) : o.nKfac;
   const shiftSets = await Promise.all(o.shift.map((f) => loadTask(tok, f, { ...enc, limit: o.limits?.shift })));
   const EB = 32;
   const evalSets: EvalSet[] = [
@@ -173,7 +183,8 @@ export async function runMainJob(o: RunOptions): Promise<RunReport> {
   const valEval: EvalSet = { split: 'validation', task: valSet, batches: evalBatches(valSet, tok, EB, o.maxLength) };
   o.log(
     `data: train ${trainSet.encoded.length} (${o.train}), validation ${valSet.encoded.length}, test ${testSet.encoded.length}` +
-      shiftSets.map((s) => `, shift ${s.name} ${s.encoded.length}`).join(''),
+      shiftSets.map((s) => `, shift ${s.name} ${s.encoded.length}`).join('') +
+      `; Laplace nKfac ${nKfac} (${answerTokens} distinct answer tokens)`,
   );
 
   const stepsPerEpoch = Math.ceil(trainSet.encoded.length / o.batchSize);
@@ -253,19 +264,20 @@ export async function runMainJob(o: RunOptions): Promise<RunReport> {
         }
         // Laplace variants.
         const variants: { method: string; opts: LaplaceFitOptions; probit?: string; val?: boolean }[] = [
-          { method: 'LA', opts: { fisher: 'exact', tokens: 'reduce', nKfac: o.nKfac }, probit: 'LA-probit' },
-          { method: 'LLLA', opts: { fisher: 'exact', tokens: 'reduce', nKfac: o.nKfac, lastLayer: true } },
+          { method: 'LA', opts: { fisher: 'exact', tokens: 'reduce', nKfac }, probit: 'LA-probit' },
+          { method: 'LLLA', opts: { fisher: 'exact', tokens: 'reduce', nKfac, lastLayer: true } },
         ];
         if (isFinal && o.extras && seed === 0) {
           variants.push(
-            { method: 'LA-expand', opts: { fisher: 'exact', tokens: 'expand', nKfac: o.nKfac } },
-            { method: 'LA-sampled', opts: { fisher: 'sampled', samples: 1, seed, tokens: 'reduce', nKfac: o.nKfac } },
+            { method: 'LA-expand', opts: { fisher: 'exact', tokens: 'expand', nKfac } },
+            { method: 'LA-sampled', opts: { fisher: 'sampled', samples: 1, seed, tokens: 'reduce', nKfac } },
           );
         }
         for (const v of variants) {
           const tf = now();
           const la = await Laplace.fit(m, curvatureBatches(), v.opts);
           add(`fit_${v.method}_s`, now() - tf);
+          for (const w of la.warnings) o.log(`${v.method} (seed ${seed}, step ${at.step}): ${w}`);
           try {
             priors.push({ seed, step: at.step, method: v.method, delta: [...la.posterior.prior()] });
             const tp = now();
@@ -385,6 +397,7 @@ export async function runMainJob(o: RunOptions): Promise<RunReport> {
     peakRssBytes: peakRss(),
     priors,
     charts,
+    nKfacUsed: nKfac,
   };
   writeFileAtomic(path.join(o.out, 'report.json'), JSON.stringify(report, null, 2) + '\n');
   writeFileAtomic(path.join(o.out, 'report.md'), renderMarkdown(report));
