@@ -78,6 +78,44 @@ function errMessage(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
 
+/**
+ * What the tokenizers library accepts but then panics on while encoding (a
+ * Rust panic that cannot unwind aborts the whole process; found by
+ * `npm run fuzz`, inputs in fuzz/regressions/tokenizer/): a TemplateProcessing
+ * step whose `single`/`pair` template names a special token missing from its
+ * `special_tokens`, or an entry whose `ids` and `tokens` differ in length.
+ * Sequence processors are checked step by step.
+ */
+function checkPostProcessor(pp: unknown, source: string, where: string, depth = 0): void {
+  if (pp === undefined || pp === null) return;
+  if (!isPlainObject(pp)) throw badFile(source, `tokenizer.json "${where}" must be an object or null`);
+  if (depth > 16) throw badFile(source, `tokenizer.json "${where}" nests processors too deeply`);
+  if (pp.type === 'Sequence') {
+    if (!Array.isArray(pp.processors)) throw badFile(source, `tokenizer.json "${where}" (Sequence) has no "processors" array`);
+    pp.processors.forEach((p, i) => checkPostProcessor(p, source, `${where}.processors[${i}]`, depth + 1));
+    return;
+  }
+  if (pp.type !== 'TemplateProcessing') return;
+  const specials = pp.special_tokens;
+  if (!isPlainObject(specials)) throw badFile(source, `tokenizer.json "${where}" (TemplateProcessing) has no "special_tokens" object`);
+  for (const [name, e] of Object.entries(specials)) {
+    if (!isPlainObject(e) || !Array.isArray(e.ids) || !Array.isArray(e.tokens))
+      throw badFile(source, `tokenizer.json "${where}".special_tokens[${JSON.stringify(name)}] needs "ids" and "tokens" arrays`);
+    if (e.ids.length !== e.tokens.length)
+      throw badFile(source, `tokenizer.json "${where}".special_tokens[${JSON.stringify(name)}] has ${e.ids.length} ids for ${e.tokens.length} tokens`);
+  }
+  for (const key of ['single', 'pair'] as const) {
+    const tpl = pp[key];
+    if (tpl === undefined) continue;
+    if (!Array.isArray(tpl)) throw badFile(source, `tokenizer.json "${where}".${key} must be an array`);
+    for (const piece of tpl) {
+      const st = isPlainObject(piece) && isPlainObject(piece.SpecialToken) ? piece.SpecialToken : null;
+      if (st && !(typeof st.id === 'string' && Object.hasOwn(specials, st.id)))
+        throw badFile(source, `tokenizer.json "${where}".${key} uses special token ${JSON.stringify(st.id)}, which its "special_tokens" does not define`);
+    }
+  }
+}
+
 function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
@@ -210,6 +248,7 @@ export class Tokenizer {
     const model = json.model;
     if (!isPlainObject(model)) throw badFile(source, 'tokenizer.json has no "model" object');
     if (typeof model.type !== 'string') throw badFile(source, 'tokenizer.json "model" has no "type"');
+    checkPostProcessor(json.post_processor, source, 'post_processor');
     let hf: HfTokenizer;
     try {
       hf = tokenizers.Tokenizer.fromString(text);
