@@ -35,7 +35,23 @@ void factor_eigen(const KfacFactor& F, std::vector<double>& U, std::vector<doubl
       if (most_negative) *most_negative = std::min(*most_negative, v);
       v = std::max(v, 0.0);
     }
-    k = d;
+    // Keep only the span (the low-rank branch's rule): eigenvalues at float64
+    // rounding level of the largest are the complement, whose eigenvalue is 0
+    // in the eigen form anyway. An exactly rank-deficient sum (a side that got
+    // no gradient, rows that are exact in float32) then costs d x rank, not
+    // d x d. Float32 Gram rounding of generic rows stays above this level.
+    const double tol = std::max(0.0, lam.empty() ? 0.0 : lam[0]) * double(d) * 4 * DBL_EPSILON;
+    int kk = 0;
+    while (kk < d && lam[size_t(kk)] > tol) ++kk;
+    if (kk < d) {
+      for (size_t i = 0; i < D; ++i)  // row-major d x d -> d x kk, in place (destinations never pass sources)
+        for (size_t j = 0; j < size_t(kk); ++j) U[i * size_t(kk) + j] = U[i * D + j];
+      U.resize(D * size_t(kk));
+      U.shrink_to_fit();
+      lam.resize(size_t(kk));
+      lam.shrink_to_fit();
+    }
+    k = kk;
     return;
   }
   const LowRankFactor& lr = F.lr();

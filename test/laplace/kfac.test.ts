@@ -300,6 +300,42 @@ describe('low-rank factors', () => {
     post.dispose();
     acc.dispose();
   });
+
+  it('a dense side from fewer rows than its size keeps only the data span in the posterior', async () => {
+    const r = rng(11);
+    const d = 40;
+    const acc = new KfacAccumulator({ layers: [{ name: 'l', dIn: d, dOut: 3 }], threshold: 100 });
+    // 5 integer rows (exact in float32, so the Gram sum is exact): rank 5, and the
+    // complement's eigenvalues are double rounding, which the posterior drops
+    const X = Array.from({ length: 5 * d }, () => Math.floor(r() * 5) - 2);
+    await acc.add(0, Float32Array.from(X), Float32Array.from(randnArray(r, 5 * 3)), { B: 5 });
+    expect(acc.layers()[0].lowRankA).toBe(false);
+    const post = await acc.posterior({ delta: 0.7 });
+    const e = post.eigen(0);
+    expect(e.ka).toBe(5);
+    expect(e.ua.length).toBe(d * 5);
+    // the dropped complement is delta: a direction orthogonal to the rows has quadratic form |v|^2 / delta
+    const S = factorDense(acc.factor(0, 'A'));
+    const v = Float64Array.from({ length: d }, () => randn(r));
+    // project v onto the orthogonal complement of the rows (Gram-Schmidt against the 5 rows)
+    const rows = Array.from({ length: 5 }, (_, i) => Float64Array.from(X.slice(i * d, (i + 1) * d)));
+    const basisRows: Float64Array[] = [];
+    for (const row of rows) {
+      const w = Float64Array.from(row);
+      for (const b of basisRows) { let dot = 0; for (let j = 0; j < d; j++) dot += w[j] * b[j]; for (let j = 0; j < d; j++) w[j] -= dot * b[j]; }
+      let n = 0; for (const x of w) n += x * x; n = Math.sqrt(n); for (let j = 0; j < d; j++) w[j] /= n;
+      basisRows.push(w);
+    }
+    for (const b of basisRows) { let dot = 0; for (let j = 0; j < d; j++) dot += v[j] * b[j]; for (let j = 0; j < d; j++) v[j] -= dot * b[j]; }
+    let Sv = 0; for (let j = 0; j < d; j++) for (let q = 0; q < d; q++) Sv += v[j] * S[j * d + q] * v[q];
+    expect(Math.abs(Sv)).toBeLessThan(1e-6);
+    const J = new Float64Array(3 * d); // J = e_0 v^T (output row 0)
+    for (let j = 0; j < d; j++) J[j] = v[j];
+    let n2 = 0; for (const x of v) n2 += x * x;
+    expect(post.quadForm(0, J)).toBeCloseTo(n2 / 0.7, 6);
+    post.dispose();
+    acc.dispose();
+  });
 });
 
 describe('validation, busy and dispose', () => {
