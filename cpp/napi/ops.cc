@@ -61,6 +61,7 @@ class Call {
     return float(v);
   }
   bool flag(const char* key, bool fallback) { return opt_bool(o_, key, fallback); }
+  bool has(const char* key) { return present(o_, key); }
   Napi::Value raw(const char* key) { return o_.Get(key); }
 
   // Required float input of exactly n elements.
@@ -102,6 +103,20 @@ class Call {
     }
     return static_cast<uint8_t*>(upload(src, size_t(n)).data());
   }
+  // float64 input of exactly n elements (K-FAC sums); bf16 bit patterns (uint16).
+  double* f64(const char* key, int64_t n) {
+    auto s = get_f64(o_.Get(key), key, n);
+    return static_cast<double*>(upload(s.data, size_t(n) * sizeof(double)).data());
+  }
+  uint16_t* u16(const char* key, int64_t n) {
+    auto s = get_u16(o_.Get(key), key, n);
+    return static_cast<uint16_t*>(upload(s.data, size_t(n) * sizeof(uint16_t)).data());
+  }
+  double* zeros64(int64_t n) {
+    Buffer& b = add(size_t(n) * sizeof(double));
+    if (n) be_.zero(b.data(), b.bytes());
+    return static_cast<double*>(b.data());
+  }
   float* zeros(int64_t n) {
     Buffer& b = add(size_t(n) * sizeof(float));
     if (n) be_.zero(b.data(), b.bytes());
@@ -111,6 +126,12 @@ class Call {
   // Copy a device array back after the op (synchronises once). `computed`
   // false gives null (a skipped nullable output); a zero-length output is an
   // empty array even though its buffer pointer is null.
+  Napi::Value out64(const double* p, int64_t n) {
+    sync();
+    auto a = Napi::Float64Array::New(env_, size_t(n));
+    if (n) be_.to_host(a.Data(), p, size_t(n) * sizeof(double));
+    return a;
+  }
   Napi::Value out(const float* p, int64_t n, bool computed = true) {
     if (!computed) return env_.Null();
     sync();
@@ -527,6 +548,64 @@ Napi::Value lora_bwd(const Napi::CallbackInfo& info) {
   return o;
 }
 
+// ---- K-FAC building blocks and the bf16-weight GEMM ---------------------------------------
+
+// out [n x d] = per selected example, the sum (or mean) of its real token rows of X [B*T x d].
+Napi::Value token_reduce(const Napi::CallbackInfo& info) {
+  Call c(info);
+  int B = c.dim("B"), T = c.dim("T"), d = c.dim("d"), n = c.dim("n", 0);
+  const bool mean = c.flag("mean", true);
+  float* X = c.f32("X", numel({B, T, d}, "B*T*d"));
+  uint8_t* mask = c.mask("mask", numel({B, T}, "B*T"));
+  int32_t* ex = c.i32("ex", n, 0, B - 1);
+  const int64_t no = numel({n, d}, "n*d");
+  float* out = c.zeros(no);
+  c.be().token_reduce(out, X, mask, ex, n, T, d, mean);
+  return c.out(out, no);
+}
+
+// S [d x d] (float64, default zeros) += scale * X^T X, X [n x d] with row stride ldx (default d).
+Napi::Value kfac_accumulate(const Napi::CallbackInfo& info) {
+  Call c(info);
+  int n = c.dim("n", 0), d = c.dim("d");
+  int ldx = c.has("ldx") ? c.dim("ldx") : d;
+  if (ldx < d) fail(code::kInvalidArgument, "ldx must be >= d");
+  const double scale = c.num("scale");
+  float* X = c.f32("X", n == 0 ? 0 : numel({n - 1, ldx}, "(n-1)*ldx") + d);
+  const int64_t nd = numel({d, d}, "d*d");
+  double* S = c.has("S") ? c.f64("S", nd) : c.zeros64(nd);
+  float* work = c.zeros(nd);
+  c.be().kfac_accumulate(S, X, n, d, ldx, scale, work);
+  return c.out64(S, nd);
+}
+
+// G [n x n] = M^T M for M [d x n] (float64) with row stride ldm (default n).
+Napi::Value gram64(const Napi::CallbackInfo& info) {
+  Call c(info);
+  int d = c.dim("d"), n = c.dim("n");
+  int ldm = c.has("ldm") ? c.dim("ldm") : n;
+  if (ldm < n) fail(code::kInvalidArgument, "ldm must be >= n");
+  double* M = c.f64("M", numel({d - 1, ldm}, "(d-1)*ldm") + n);
+  const int64_t nn = numel({n, n}, "n*n");
+  double* G = c.zeros64(nn);
+  c.be().gram64(G, M, d, n, ldm);
+  return c.out64(G, nn);
+}
+
+// C [M x N] = alpha op(A) op(W) + beta C with W bfloat16 bit patterns (Uint16Array), row-major, tight.
+Napi::Value gemm_bf16w(const Napi::CallbackInfo& info) {
+  Call c(info);
+  const bool ta = c.flag("ta", false), tb = c.flag("tb", false);
+  int M = c.dim("M"), N = c.dim("N"), K = c.dim("K");
+  const float alpha = c.num("alpha"), beta = c.has("beta") ? c.num("beta") : 0.0f;
+  float* A = c.f32("A", numel({M, K}, "M*K"));
+  uint16_t* W = c.u16("W", numel({K, N}, "K*N"));
+  const int64_t mn = numel({M, N}, "M*N");
+  float* C = c.grad("C", mn);
+  c.be().gemm_bf16w(ta, tb, M, N, K, alpha, A, ta ? M : K, W, tb ? K : N, beta, C, N);
+  return c.out(C, mn);
+}
+
 }  // namespace
 
 void init_ops(Napi::Env env, Napi::Object exports) {
@@ -555,6 +634,10 @@ void init_ops(Napi::Env env, Napi::Object exports) {
   BL_OP(adamw);
   BL_OP(lora_fwd);
   BL_OP(lora_bwd);
+  BL_OP(token_reduce);
+  BL_OP(kfac_accumulate);
+  BL_OP(gram64);
+  BL_OP(gemm_bf16w);
 #undef BL_OP
   exports.Set("ops", ops);
 }

@@ -98,6 +98,9 @@ Span<int32_t> get_i32(const Napi::Value& v, const char* what, int64_t expect) {
 Span<uint8_t> get_u8(const Napi::Value& v, const char* what, int64_t expect) {
   return get_typed<uint8_t, napi_uint8_array>(v, what, "Uint8Array", expect);
 }
+Span<uint16_t> get_u16(const Napi::Value& v, const char* what, int64_t expect) {
+  return get_typed<uint16_t, napi_uint16_array>(v, what, "Uint16Array", expect);
+}
 std::vector<float> copy_f32(const Napi::Value& v, const char* what, int64_t expect) {
   auto s = get_f32(v, what, expect);
   return std::vector<float>(s.data, s.data + s.size);

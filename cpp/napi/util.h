@@ -48,6 +48,7 @@ Span<float> get_f32(const Napi::Value& v, const char* what, int64_t expect = -1)
 Span<double> get_f64(const Napi::Value& v, const char* what, int64_t expect = -1);
 Span<int32_t> get_i32(const Napi::Value& v, const char* what, int64_t expect = -1);
 Span<uint8_t> get_u8(const Napi::Value& v, const char* what, int64_t expect = -1);
+Span<uint16_t> get_u16(const Napi::Value& v, const char* what, int64_t expect = -1);
 std::vector<float> copy_f32(const Napi::Value& v, const char* what, int64_t expect = -1);
 std::vector<int32_t> copy_i32(const Napi::Value& v, const char* what, int64_t expect = -1);
 std::vector<uint8_t> copy_u8(const Napi::Value& v, const char* what, int64_t expect = -1);

@@ -144,3 +144,45 @@ test('fused LoRA branch (lora_fwd / lora_bwd, incl. fused dropout and r > 32 fal
     same('lora_bwd', { ...base, dA: null, dB: null, dx: null }, TOL.reduction);
   }
 });
+
+// Float64 results (K-FAC sums): |cuda - cpu| <= rtol * max|cpu|.
+function close64(name, opts, rtol) {
+  const a = ops[name]('cpu', opts), b = ops[name](GPU, opts);
+  assert.ok(b instanceof Float64Array && b.length === a.length, `${name}: Float64Array of ${a.length}`);
+  let scale = 0, err = 0;
+  for (let i = 0; i < a.length; i++) { scale = Math.max(scale, Math.abs(a[i])); err = Math.max(err, Math.abs(a[i] - b[i])); }
+  assert.ok(err <= rtol * (scale || 1), `${name}: max |cuda - cpu| ${err} > ${rtol} x ${scale}`);
+}
+
+test('K-FAC building blocks (token_reduce, kfac_accumulate, gram64)', { skip }, () => {
+  for (const [B, T, d] of [[1, 1, 1], [16, 96, 192], [8, 512, 4096]]) {
+    const rng = new Rng(B * 131 + d);
+    const X = rng.f32(B * T * d);
+    const mask = Uint8Array.from({ length: B * T }, (_, i) => (i % T) < 1 + (((i / T) | 0) * 37) % T ? 1 : 0);
+    const ex = rng.i32(B + 3, 0, B - 1);
+    for (const mean of [true, false]) same('token_reduce', { X, mask, ex, B, T, d, n: ex.length, mean }, TOL.reduction);
+  }
+  for (const [n, d, ldx] of [[1, 1, 1], [64, 192, 192], [333, 512, 520]]) {
+    const rng = new Rng(n + d);
+    const X = rng.f32((n - 1) * ldx + d);
+    const S = Float64Array.from(rng.f32(d * d));
+    close64('kfac_accumulate', { X, n, d, ldx, scale: 0.7, S }, 1e-5); // float32 Gram on both sides
+  }
+  for (const [d, n, ldm] of [[1, 1, 1], [4096, 26, 26], [777, 40, 48]]) {
+    const rng = new Rng(d * 3 + n);
+    const M = Float64Array.from(rng.f32((d - 1) * ldm + n));
+    close64('gram64', { M, d, n, ldm }, 1e-12); // float64 on both sides
+  }
+});
+
+test('gemm_bf16w (tensor cores: A rounded to bf16 on cuda)', { skip }, () => {
+  for (const [M, N, K] of [[1, 1, 1], [64, 96, 80], [512, 1024, 4096]]) {
+    const rng = new Rng(M + N + K);
+    const A = rng.f32(M * K);
+    const W = Uint16Array.from(rng.f32(K * N), (v) => (new Uint32Array(new Float32Array([v]).buffer)[0] >>> 16));
+    for (const [ta, tb] of [[false, false], [false, true], [true, false]]) {
+      // A's bf16 rounding: relative 2^-9 per product, sqrt(K)-ish growth over the sum.
+      same('gemm_bf16w', { ta, tb, M, N, K, alpha: 1, beta: 0.5, A, W, C: rng.f32(M * N) }, { atol: 4e-3 * Math.sqrt(K), rtol: 1e-2 });
+    }
+  }
+});
