@@ -116,6 +116,31 @@ function checkPostProcessor(pp: unknown, source: string, where: string, depth = 
   }
 }
 
+/**
+ * A BPE model with a `continuing_subword_prefix` whose merges' second token is
+ * shorter than the prefix: the tokenizers library strips the prefix's byte
+ * length from that token while building its merge table and panics on the
+ * out-of-range slice (process abort; found by `npm run fuzz`, inputs in
+ * fuzz/regressions/tokenizer/). The second token of a merge is always a
+ * continuation, so a consistent file spells it with the prefix: that is
+ * what we require.
+ */
+function checkBpeMerges(model: Record<string, unknown>, source: string): void {
+  if (model.type !== 'BPE') return;
+  const prefix = model.continuing_subword_prefix;
+  if (typeof prefix !== 'string' || prefix.length === 0 || !Array.isArray(model.merges)) return;
+  model.merges.forEach((m, i) => {
+    // Either "a b" or ["a", "b"]; other shapes are the library's to reject.
+    const parts = typeof m === 'string' ? m.split(' ') : m;
+    if (!Array.isArray(parts) || parts.length !== 2 || typeof parts[1] !== 'string') return;
+    if (!parts[1].startsWith(prefix))
+      throw badFile(
+        source,
+        `tokenizer.json model.merges[${i}] (${JSON.stringify(m)}): the second token does not start with the continuing_subword_prefix ${JSON.stringify(prefix)}`,
+      );
+  });
+}
+
 function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
@@ -249,6 +274,7 @@ export class Tokenizer {
     if (!isPlainObject(model)) throw badFile(source, 'tokenizer.json has no "model" object');
     if (typeof model.type !== 'string') throw badFile(source, 'tokenizer.json "model" has no "type"');
     checkPostProcessor(json.post_processor, source, 'post_processor');
+    checkBpeMerges(model, source);
     let hf: HfTokenizer;
     try {
       hf = tokenizers.Tokenizer.fromString(text);
