@@ -17,6 +17,8 @@ const total = Number(flag('cases', '10000'));
 const hangSeconds = Number(flag('hang-seconds', '30'));
 const artifacts = path.resolve(flag('artifacts', 'build-fuzz/ts-artifacts'));
 mkdirSync(artifacts, { recursive: true });
+const seed = flag('seed', '7'); // the mutation stream (the recorded runs use 7)
+const only = flag('readers', ''); // optional: comma-separated reader names (worker.ts)
 const worker = path.join(path.dirname(new URL(import.meta.url).pathname), 'worker.ts');
 
 const untyped: unknown[] = [];
@@ -28,7 +30,7 @@ const t0 = performance.now();
 
 function runChunk(start: number, cases: number): Promise<number> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', worker, '--cases', String(cases), '--start', String(start), '--seed', '7', '--artifacts', artifacts], {
+    const child = spawn(process.execPath, ['--import', 'tsx', worker, '--cases', String(cases), '--start', String(start), '--seed', seed, '--artifacts', artifacts, ...(only ? ['--readers', only] : [])], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let last = { case: start - 1, reader: '' };

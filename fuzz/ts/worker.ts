@@ -23,6 +23,7 @@ import { Tokenizer } from '../../ts/tokenizer.ts';
 import { Model } from '../../ts/model.ts';
 import { Laplace } from '../../ts/laplace/laplace.ts';
 import type { McBatch } from '../../ts/data/batch.ts';
+import { ENCODE_TEXTS, tokenizerSeeds } from './tokenizer-seeds.ts';
 
 const args = process.argv.slice(2);
 const flag = (n: string, d: string) => {
@@ -31,6 +32,8 @@ const flag = (n: string, d: string) => {
 };
 const CASES = Number(flag('cases', '1000'));
 const START = Number(flag('start', '0'));
+// Optional comma-separated reader names: fuzz only those (a focused campaign).
+const ONLY = flag('readers', '').split(',').filter(Boolean);
 const SEED = Number(flag('seed', '1'));
 const ARTIFACTS = path.resolve(flag('artifacts', 'build-fuzz/ts-artifacts'));
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..', '..');
@@ -188,6 +191,13 @@ const tokSeed = (() => {
   t.added_tokens = (t.added_tokens ?? []).filter((a: { id: number }) => a.id < 80);
   return JSON.stringify(t);
 })();
+// The other tokenizer families (byte-level BPE, SentencePiece BPE, Unigram, WordPiece).
+const tokSeeds = [tokSeed, ...Object.values(tokenizerSeeds())];
+// Sibling files Tokenizer.fromFile reads to name the special tokens.
+const tokConfigSeeds = [
+  JSON.stringify({ bos_token: '<s>', eos_token: { content: '</s>', lstrip: false }, pad_token: null, model_max_length: 2048 }),
+  JSON.stringify({ bos_token_id: 1, eos_token_id: 2, pad_token_id: 0, vocab_size: 64 }),
+];
 const configSeeds = ['llama-3.2-1b.config.json', 'qwen2.5-0.5b.config.json', 'mistral-7b-v0.1.config.json'].map((f) => fx(`io/${f}`).toString('utf8'));
 
 const modelDir = path.join(tmp, 'model');
@@ -249,8 +259,29 @@ const readers: Reader[] = [
   {
     name: 'tokenizer', native: true,
     run: async () => {
-      const input = mutateText(tokSeed);
-      return { input, go: async () => (await Tokenizer.fromJson(input, { source: 'fuzz/tokenizer.json' })).encode('a definition of a word') };
+      const seed = pick(tokSeeds);
+      const text = pick(ENCODE_TEXTS);
+      const special = rnd(4) > 0;
+      // Encode, then decode what came out: decoders (ByteFallback, Fuse, Strip,
+      // Metaspace, WordPiece) see the ids a hostile file's model produces.
+      const use = async (t: Tokenizer) => {
+        const ids = await t.encode(text, { addSpecialTokens: special });
+        if (rnd(3) === 0) await t.encodeBatch([text, pick(ENCODE_TEXTS)]);
+        return t.decode(ids, { skipSpecialTokens: rnd(2) === 0 });
+      };
+      if (rnd(5) === 0) {
+        // tokenizer_config.json / config.json beside a valid tokenizer.json, loaded by path
+        const name = rnd(2) === 0 ? 'tokenizer_config.json' : 'config.json';
+        const input = mutateText(tokConfigSeeds[name === 'config.json' ? 1 : 0]);
+        const d = path.join(caseDir, 'tok');
+        rmSync(d, { recursive: true, force: true });
+        mkdirSync(d);
+        writeFileSync(path.join(d, 'tokenizer.json'), seed);
+        writeFileSync(path.join(d, name), input);
+        return { input, go: async () => use(await Tokenizer.fromFile(path.join(d, 'tokenizer.json'))) };
+      }
+      const input = mutateText(seed);
+      return { input, go: async () => use(await Tokenizer.fromJson(input, { source: 'fuzz/tokenizer.json' })) };
     },
   },
   {
@@ -314,8 +345,10 @@ const readers: Reader[] = [
 
 let untyped = 0;
 const outcome: Record<string, { ok: number; typed: number }> = {};
+const active = ONLY.length ? readers.filter((r) => ONLY.includes(r.name)) : readers;
+if (ONLY.length && active.length !== ONLY.length) throw new Error(`--readers: unknown name in ${ONLY.join(',')} (have ${readers.map((r) => r.name).join(', ')})`);
 for (let k = START; k < START + CASES; k++) {
-  const r = readers[k % readers.length];
+  const r = active[k % active.length];
   const { input, go } = await r.run();
   if (r.native) {
     // Attribute a native crash: the parent keeps the last case announced.
