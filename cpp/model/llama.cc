@@ -316,8 +316,9 @@ void LlamaModel::lin_fwd(const Lin& L, const float* x, float* y, float* u, int N
       be.dropout_fwd(a_.drop, x, int64_t(N) * L.in, m.dropout, dropout_seed(m));
       xin = a_.drop;
     }
-    be.gemm(false, true, N, m.r, L.in, 1.0f, xin, L.in, m.A.f(), L.in, 0.0f, u, m.r);
-    be.gemm(false, true, N, L.out, m.r, m.scale, u, m.r, m.B.f(), m.r, 1.0f, y, L.out);
+    // u = xin A^T (saved), y += s u B^T: one seam op, so a GPU backend adds the
+    // branch to the frozen output without another pass over y.
+    be.lora_fwd(y, u, xin, m.A.f(), m.B.f(), N, L.in, L.out, m.r, m.scale);
   }
 }
 
@@ -333,25 +334,18 @@ void LlamaModel::lin_bwd(const Lin& L, const float* x, const float* u, const flo
   if (!L.lora) return;
   const LoraModule& m = *L.lora;
   const int r = m.r;
-  // g_u = s * g B  (the A-layer's output gradient)
-  be.gemm(false, false, N, r, L.out, m.scale, g, L.out, m.B.f(), r, 0.0f, a_.gu, r);
-  // dB += g^T v with v = s u
-  if (pg) be.gemm(true, false, L.out, r, N, m.scale, g, L.out, u, r, 1.0f, m.dB.f(), r);
   const bool drop = dropout_on(m);
   const float* xin = x;
   if (drop) {
     be.dropout_fwd(a_.drop, x, int64_t(N) * L.in, m.dropout, dropout_seed(m));
     xin = a_.drop;
   }
-  if (pg) be.gemm(true, false, r, L.in, N, 1.0f, a_.gu, r, xin, L.in, 1.0f, m.dA.f(), L.in);
-  if (dx) {
-    if (drop) {
-      be.gemm(false, false, N, L.in, r, 1.0f, a_.gu, r, m.A.f(), L.in, 0.0f, a_.drop2, L.in);
-      be.dropout_bwd(dx, a_.drop2, int64_t(N) * L.in, m.dropout, dropout_seed(m));
-    } else {
-      be.gemm(false, false, N, L.in, r, 1.0f, a_.gu, r, m.A.f(), L.in, 1.0f, dx, L.in);
-    }
-  }
+  // One seam op (backend.h lora_bwd): g_u = s g B (the A-layer's output
+  // gradient, kept in a_.gu for the observer), dB += g^T (s u), dA += g_u^T xin,
+  // dx += drop_bwd(g_u A). On the CPU the same GEMMs in the same order as the
+  // separate calls this replaced; a GPU backend fuses the passes over g.
+  be.lora_bwd(a_.gu, pg ? m.dA.f() : nullptr, pg ? m.dB.f() : nullptr, dx, drop ? a_.drop2 : nullptr, g, xin, u,
+              m.A.f(), m.B.f(), N, L.in, L.out, r, m.scale, drop ? m.dropout : 0.0f, dropout_seed(m));
   if (obs) {
     obs->observe(m.info_a(), xin, a_.gu, B, T, mask);
     be.copy(a_.vbuf, u, size_t(N) * r * sizeof(float));
