@@ -37,12 +37,11 @@ void KfacFactor::add_rows(const float* X, int n, double scale, fvec& scratch) {
     for (int i = 0; i < n; ++i) lr_->add_column_f32(X + size_t(i) * size_t(d_), scale);
     return;
   }
-  // S += scale^2 X^T X: float32 Gram of this batch (BLAS), float64 running sum.
+  // S += scale^2 X^T X: float32 Gram of this batch (BLAS), float64 running sum,
+  // through the seam op (S lives in host memory, so the CPU backend's).
   const size_t D = size_t(d_);
   scratch.resize(D * D);
-  cpu_backend().gemm(true, false, d_, d_, n, 1.0f, X, d_, X, d_, 0.0f, scratch.data(), d_);
-  const double s2 = scale * scale;
-  for (size_t i = 0; i < D * D; ++i) S_[i] += s2 * double(scratch[i]);
+  cpu_backend().kfac_accumulate(S_.data(), X, n, d_, d_, scale * scale, scratch.data());
 }
 
 void KfacFactor::merge_from(KfacFactor& o) {
@@ -112,6 +111,10 @@ void KfacAccumulator::observe(const LoraMatrixInfo& m, const float* x, const flo
     add_host(layer, x, g, B, T, mask, pass_inputs_, pass_weight_);
     return;
   }
+  if (opt_.tokens == TokenMode::kReduce) {
+    observe_reduce_on_device(layer, x, g, B, T, mask);
+    return;
+  }
   const size_t rows = size_t(B) * size_t(T);
   const bool need_x = pass_inputs_ || opt_.tokens == TokenMode::kAligned;
   if (need_x && x) {
@@ -128,6 +131,51 @@ void KfacAccumulator::observe(const LoraMatrixInfo& m, const float* x, const flo
   }
   add_host(layer, (need_x && x) ? hx_.data() : nullptr, g ? hg_.data() : nullptr, B, T,
            mask ? hmask_.data() : nullptr, pass_inputs_, pass_weight_);
+}
+
+int KfacAccumulator::examples_with_tokens(const uint8_t* host_mask, int B, int T) {
+  ex_.clear();
+  for (int b = 0; b < B; ++b) {
+    bool any = host_mask == nullptr;
+    for (int t = 0; t < T && !any; ++t) any = host_mask[size_t(b) * size_t(T) + size_t(t)] != 0;
+    if (any) ex_.push_back(b);
+  }
+  return int(ex_.size());
+}
+
+// tokens 'reduce' with x, g in device memory: the token sums run on the device
+// (Backend::token_reduce), so only one row per example, not B*T token rows,
+// is copied to the host factors. Same rows and counts as add_host's reduce.
+void KfacAccumulator::observe_reduce_on_device(int layer, const float* x, const float* g, int B, int T,
+                                               const uint8_t* mask) {
+  KfacLayer& L = *layers_[size_t(layer)];
+  BL_CHECK(B >= 0 && T >= 1, code::kInvalidArgument, "kfac: need B >= 0 and T >= 1");
+  const size_t rows = size_t(B) * size_t(T);
+  if (mask) {
+    hmask_.resize(rows);
+    be_->to_host(hmask_.data(), mask, rows);
+  }
+  const bool want_x = pass_inputs_ && x, want_g = g && pass_weight_ > 0;
+  const int n = examples_with_tokens(mask ? hmask_.data() : nullptr, B, T);
+  if (n == 0 || (!want_x && !want_g)) return;
+  const size_t wide = size_t(std::max(want_x ? L.spec.d_in : 0, want_g ? L.spec.d_out : 0));
+  auto fit = [&](Buffer& buf, size_t bytes) {
+    if (buf.backend() != be_ || buf.bytes() < bytes) buf = Buffer(*be_, bytes);
+  };
+  fit(dev_ex_, size_t(n) * sizeof(int32_t));
+  fit(dev_rows_, size_t(n) * wide * sizeof(float));
+  be_->to_device(dev_ex_.data(), ex_.data(), size_t(n) * sizeof(int32_t));
+  auto reduce = [&](const float* X, int d, bool mean) {
+    be_->token_reduce(dev_rows_.f(), X, mask, dev_ex_.as<int32_t>(), n, T, d, mean);
+    hx_.resize(size_t(n) * size_t(d));
+    be_->to_host(hx_.data(), dev_rows_.data(), hx_.size() * sizeof(float));
+    return hx_.data();
+  };
+  if (want_x) {
+    L.A.add_rows(reduce(x, L.spec.d_in, /*mean=*/true), n, 1.0, gram_);
+    L.Z += n;
+  }
+  if (want_g) L.G.add_rows(reduce(g, L.spec.d_out, /*mean=*/false), n, std::sqrt(pass_weight_), gram_);
 }
 
 void KfacAccumulator::add(int layer, const float* x, const float* g, int B, int T, const uint8_t* mask,
@@ -160,25 +208,11 @@ void KfacAccumulator::add_host(int layer, const float* x, const float* g, int B,
     const size_t D = size_t(d);
     double count = 0;
     if (opt_.tokens == TokenMode::kReduce) {
-      rows_.resize(size_t(B) * D);
-      std::vector<double> acc(D);
-      int nr = 0;
-      for (size_t b = 0; b < size_t(B); ++b) {
-        std::fill(acc.begin(), acc.end(), 0.0);
-        int nt = 0;
-        for (size_t t = 0; t < Tn; ++t) {
-          const size_t row = b * Tn + t;
-          if (!real(row)) continue;
-          ++nt;
-          const float* xr = X + row * D;
-          for (size_t j = 0; j < D; ++j) acc[j] += double(xr[j]);
-        }
-        if (nt == 0) continue;
-        const double f = mean ? 1.0 / nt : 1.0;
-        float* out = &rows_[size_t(nr) * D];
-        for (size_t j = 0; j < D; ++j) out[j] = float(acc[j] * f);
-        ++nr;
-      }
+      // Backend::token_reduce (float64 sums in token order, one rounding) over
+      // the examples that have a real token.
+      const int nr = examples_with_tokens(mask, B, T);
+      rows_.resize(size_t(nr) * D);
+      cpu_backend().token_reduce(rows_.data(), X, mask, ex_.data(), nr, T, d, mean);
       F.add_rows(rows_.data(), nr, scale, gram_);
       count = nr;
       return count;

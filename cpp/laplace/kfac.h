@@ -24,7 +24,10 @@
 //           GGN (docs/laplace-tokens.md). Inputs are used on every pass.
 // A side above `threshold` is a LowRankFactor (rank n_kfac); otherwise a
 // dense float64 d x d sum, to which each batch's Gram X^T X (float32 gemm,
-// the CPU backend's BLAS) is added.
+// the CPU backend's BLAS) is added (Backend::kfac_accumulate).
+// Token reduction is Backend::token_reduce: on the CPU over host rows, on a
+// device backend where the activations are (observe() then copies one row per
+// example, not every token row, to the host; expand/aligned still copy rows).
 //
 // One example's input factor is accumulated ONCE while its gradient factor
 // accumulates over every backward pass of that example (C passes for the
@@ -141,6 +144,9 @@ class KfacAccumulator : public LoraObserver {
   void add_host(int layer, const float* x, const float* g, int B, int T, const uint8_t* mask,
                 bool accumulate_inputs, double g_weight);
   void add_aligned(KfacLayer& L, const float* x, const float* g, int B, int T, const uint8_t* mask, double w);
+  void observe_reduce_on_device(int layer, const float* x, const float* g, int B, int T, const uint8_t* mask);
+  // ex_ = the examples b < B with a real token (host mask; nullptr: all); returns their count.
+  int examples_with_tokens(const uint8_t* host_mask, int B, int T);
 
   KfacOptions opt_;
   Backend* be_;
@@ -152,6 +158,9 @@ class KfacAccumulator : public LoraObserver {
   // Scratch: reduced rows, dense batch Gram, host copies of device inputs.
   fvec rows_, gram_, hx_, hg_;
   std::vector<uint8_t> hmask_;
+  std::vector<int32_t> ex_;
+  // Device scratch for tokens 'reduce' on a device backend (example ids, reduced rows).
+  Buffer dev_ex_, dev_rows_;
 };
 
 }  // namespace bl::laplace

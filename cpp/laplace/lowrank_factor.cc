@@ -6,6 +6,7 @@
 #include <cmath>
 #include <vector>
 
+#include "backend/backend.h"
 #include "core/error.h"
 #include "core/threads.h"
 #include "laplace/linalg64.h"
@@ -49,7 +50,8 @@ void LowRankFactor::compress() {
   const size_t N = size_t(n), ld = size_t(k_ + chunk_);
   dvec G(N * N, 0.0, TrackedAlloc<double>(mc_)), V(N * N, 0.0, TrackedAlloc<double>(mc_)),
       w(N, 0.0, TrackedAlloc<double>(mc_));
-  la::gram_cols(d_, n, M_.data(), int(ld), G.data());
+  // G = M^T M through the seam op; M is host memory, so the CPU backend's.
+  cpu_backend().gram64(G.data(), M_.data(), d_, n, int(ld));
   la::sym_eig(n, G.data(), w.data(), V.data());
   // Keep the leading k eigenpairs that are above the Gram's rounding level;
   // the rest are zero directions of S (dropping them changes L L^T by O(eps)).

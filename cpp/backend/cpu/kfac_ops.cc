@@ -49,7 +49,10 @@ void kfac_accumulate(double* S, const float* X, int n, int d, int ldx, double sc
 void gram64(double* G, const double* M, int d, int n, int ldm) {
   if (n <= 0) return;
   const size_t Nn = size_t(n), ld = size_t(ldm);
-  if (d > 0 && blas_dgemm(true, false, n, n, d, 1.0, M, ldm, M, ldm, 0.0, G, n)) {
+  // BLAS for products big enough to repay the call (the threshold of the
+  // laplace float64 helpers, so both routes give the same bits), loops below.
+  const bool big = double(n) * double(n) * double(d) >= 32768.0;
+  if (d > 0 && big && blas_dgemm(true, false, n, n, d, 1.0, M, ldm, M, ldm, 0.0, G, n)) {
     // Mirror the upper triangle: the two agree only to rounding.
     for (size_t i = 0; i < Nn; ++i)
       for (size_t j = 0; j < i; ++j) G[i * Nn + j] = G[j * Nn + i];
