@@ -4,12 +4,19 @@
 #   2. cuBLAS located on disk (e.g. inside the PyTorch venv) -> BAYESLORA_CUBLAS
 #   3. the addon built with cmake (+ninja), BAYESLORA_CUDA=ON, sm_90
 #      (fallback: a carried prebuilt addon, .carry/bayeslora.node)
-#   4. parity checks:   node --test test/gpu/*.test.mjs  (cuda vs cpu, every op)
-#   5. kernel harnesses: cuda/dev (attention, rmsnorm, gemm/LoRA/K-FAC, errors)
-#   6. op benchmark:    node test/gpu/bench.mjs
-# All within ~8 minutes. Results go to $OUT (or .tmp/gpu-check): gpu-check.json
-# (summary), gpu-check.log, build.log, gpu-tests.tap, dev-harness.log,
-# bench-ops.json. Exit status 0 only when every step passed.
+#   4. parity checks:   node --test test/gpu/*.test.mjs  (cuda vs cpu: every op,
+#                       and the whole model: logits, LoRA gradients, K-FAC
+#                       factors, log marginal likelihood, Lambda)
+#   5. 7B benchmark:    node test/gpu/bench7b.mjs (LLaMA2-7B-shaped random bf16
+#                       model; sized to the time left, fewer layers if short)
+#   6. kernel harnesses: cuda/dev (attention, rmsnorm, gemm/LoRA/K-FAC, errors)
+#   7. op benchmark:    node test/gpu/bench.mjs
+# All within 8 minutes (TOTAL_S, default 470 s: every step's limit is capped
+# by the time left; a step with no time left is recorded 'skipped').
+# Results go to $OUT (or .tmp/gpu-check): gpu-check.json (summary),
+# gpu-check.log, build.log, gpu-tests.tap, gpu.json (7B benchmark),
+# dev-harness.log, bench-ops.json. Exit status 0 only when every step that
+# ran passed (a skipped step is not a failure; gpu-check.json lists it).
 # docs/gpu.md has the carry/run recipe.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,14 +28,16 @@ exec > >(tee "$OUTDIR/gpu-check.log") 2>&1
 
 BUILD=${BUILD_DIR:-$ROOT/build-gpu}
 JOBS=${JOBS:-$(nproc)}
+TOTAL_S=${TOTAL_S:-470}
 declare -A STATUS=() SECS=()
 ORDER=()
 failed=0
 
 elapsed() { echo $(( $(date +%s) - T0 )); }
+left() { echo $(( TOTAL_S - $(date +%s) + T0 )); }
 step() { echo; echo "=== [$(elapsed)s] $*"; }
 # record NAME STATUS SECONDS
-record() { ORDER+=("$1"); STATUS[$1]=$2; SECS[$1]=$3; [ "$2" = ok ] || failed=1; }
+record() { ORDER+=("$1"); STATUS[$1]=$2; SECS[$1]=$3; [ "$2" = ok ] || [ "$2" = skipped ] || failed=1; }
 
 write_summary() {
   {
@@ -73,10 +82,19 @@ die() {
   failed=1
   finish
 }
-# run_step NAME TIMEOUT_S CMD...: runs with a time limit, records ok/fail/timeout.
+# run_step NAME TIMEOUT_S CMD...: runs with a time limit (capped by the time
+# left in TOTAL_S), records ok/fail/timeout, or skipped when under 5 s is left.
 run_step() {
   local name=$1 limit=$2 t0 rc
   shift 2
+  local l
+  l=$(left)
+  if [ "$l" -lt 5 ]; then
+    record "$name" skipped 0
+    echo "gpu-check: step '$name' skipped (no time left)"
+    return 0
+  fi
+  [ "$limit" -le "$l" ] || limit=$l
   t0=$(date +%s)
   set +e
   timeout --signal=KILL "$limit" "$@"
@@ -178,7 +196,22 @@ export BAYESLORA_REQUIRE_CUDA=1
 run_step parity 180 node --test --test-reporter=spec --test-reporter-destination=stdout \
   --test-reporter=tap --test-reporter-destination="$OUTDIR/gpu-tests.tap" test/gpu/*.test.mjs
 
-# ---- 5. kernel harnesses ---------------------------------------------------------------------------
+# ---- 5. the 7B benchmark --------------------------------------------------------------------------
+# Fixed costs (writing a 13.5 GB random bf16 checkpoint to /dev/shm, loading
+# it) come first; the script then picks how many batches fit its budget.
+step "7B benchmark (node test/gpu/bench7b.mjs)"
+l=$(left)
+if [ "$l" -ge 200 ]; then
+  run_step bench-7b $(( l - 100 )) node test/gpu/bench7b.mjs --tf32 --budget-s $(( l - 130 )) --out "$OUTDIR/gpu.json"
+elif [ "$l" -ge 70 ]; then
+  echo "gpu-check: only ${l}s left: 7B benchmark with 4 of 32 layers"
+  run_step bench-7b $(( l - 30 )) node test/gpu/bench7b.mjs --tf32 --layers 4 --budget-s $(( l - 50 )) --out "$OUTDIR/gpu.json"
+else
+  record bench-7b skipped 0
+  echo "gpu-check: 7B benchmark skipped (${l}s left)"
+fi
+
+# ---- 6. kernel harnesses ---------------------------------------------------------------------------
 step "kernel harnesses (cuda/dev)"
 : > "$OUTDIR/dev-harness.log"
 run_step harness-build 240 env JOBS="$JOBS" CUDA_ARCHS=90 bash scripts/cuda-compile-check.sh --dev "$BUILD/dev"
@@ -192,7 +225,7 @@ for h in attention_dev rmsnorm_dev lora_gemm_dev errors_dev; do
   fi
 done
 
-# ---- 6. op benchmark ----------------------------------------------------------------------------------
+# ---- 7. op benchmark ----------------------------------------------------------------------------------
 step "op benchmark (cpu vs cuda, end to end)"
 run_step bench 120 node test/gpu/bench.mjs "$OUTDIR/bench-ops.json"
 

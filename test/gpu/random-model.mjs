@@ -95,7 +95,7 @@ export function llamaParamCount(c) {
 /**
  * Write config.json + model.safetensors into `dir` (created). Options: the
  * shape (vocab, hidden, intermediate, layers, heads, kvHeads), dtype 'F32' |
- * 'BF16', std (0.02), seed (1), poolAbove (elements; default 1 << 22).
+ * 'BF16', std (0.02), seed (1), poolAbove (elements; default 1 << 20).
  * Returns { config, bytes }.
  */
 export function writeRandomLlama(dir, s) {
@@ -123,29 +123,29 @@ export function writeRandomLlama(dir, s) {
     len.writeBigUInt64LE(BigInt(h.length));
     fs.writeSync(fd, len);
     fs.writeSync(fd, Buffer.from(h, 'latin1'));
-    const poolAbove = s.poolAbove ?? 1 << 22;
+    const poolAbove = s.poolAbove ?? 1 << 20;
     const POOL = 1 << 20;
-    let pool = null;  // lazily: unit normals as float32
+    let pool = null;  // lazily: std * normal, already in the file's dtype
     const CH = 1 << 22;  // elements per write
     const buf = Buffer.alloc(CH * es);
     const view = dtype === 'F32' ? new Float32Array(buf.buffer, buf.byteOffset, CH) : new Uint16Array(buf.buffer, buf.byteOffset, CH);
     for (const [, shape, kind] of tensors) {
       const n = shape.reduce((a, b) => a * b, 1);
       const [scale, mean] = kind === 'norm' ? [0.1, 1] : [std, 0];
-      const pooled = n > poolAbove;
+      // Only matrices are ever this large; the pool holds their distribution.
+      const pooled = n > poolAbove && kind === 'mat';
       if (pooled && !pool) {
-        pool = new Float32Array(POOL);
-        for (let i = 0; i < POOL; i++) pool[i] = normal(u);
+        pool = dtype === 'F32' ? new Float32Array(POOL) : new Uint16Array(POOL);
+        for (let i = 0; i < POOL; i++) pool[i] = dtype === 'F32' ? std * normal(u) : bf16Bits(std * normal(u));
       }
       for (let i0 = 0; i0 < n; i0 += CH) {
         const m = Math.min(CH, n - i0);
         if (pooled) {
-          // Runs of up to 4096 values from random pool offsets.
+          // Runs of up to 4096 values copied from random pool offsets.
           for (let i = 0; i < m; ) {
             const run = Math.min(4096, m - i);
             const o = Math.floor(u() * (POOL - run));
-            if (dtype === 'F32') for (let j = 0; j < run; j++) view[i + j] = mean + scale * pool[o + j];
-            else for (let j = 0; j < run; j++) view[i + j] = bf16Bits(mean + scale * pool[o + j]);
+            view.set(pool.subarray(o, o + run), i);
             i += run;
           }
         } else if (dtype === 'F32') {
