@@ -14,6 +14,7 @@ import os from 'node:os';
 import path from 'node:path';
 import tokenizers from 'tokenizers';
 import { BayesLoraError, invalid } from './errors.ts';
+import { checkAddedTokens, checkTokenizerJson } from './tokenizer-guards.ts';
 
 type HfTokenizer = InstanceType<typeof tokenizers.Tokenizer>;
 
@@ -114,31 +115,6 @@ function checkPostProcessor(pp: unknown, source: string, where: string, depth = 
         throw badFile(source, `tokenizer.json "${where}".${key} uses special token ${JSON.stringify(st.id)}, which its "special_tokens" does not define`);
     }
   }
-}
-
-/**
- * A BPE model with a `continuing_subword_prefix` whose merges' second token is
- * shorter than the prefix: the tokenizers library strips the prefix's byte
- * length from that token while building its merge table and panics on the
- * out-of-range slice (process abort; found by `npm run fuzz`, inputs in
- * fuzz/regressions/tokenizer/). The second token of a merge is always a
- * continuation, so a consistent file spells it with the prefix: that is
- * what we require.
- */
-function checkBpeMerges(model: Record<string, unknown>, source: string): void {
-  if (model.type !== 'BPE') return;
-  const prefix = model.continuing_subword_prefix;
-  if (typeof prefix !== 'string' || prefix.length === 0 || !Array.isArray(model.merges)) return;
-  model.merges.forEach((m, i) => {
-    // Either "a b" or ["a", "b"]; other shapes are the library's to reject.
-    const parts = typeof m === 'string' ? m.split(' ') : m;
-    if (!Array.isArray(parts) || parts.length !== 2 || typeof parts[1] !== 'string') return;
-    if (!parts[1].startsWith(prefix))
-      throw badFile(
-        source,
-        `tokenizer.json model.merges[${i}] (${JSON.stringify(m)}): the second token does not start with the continuing_subword_prefix ${JSON.stringify(prefix)}`,
-      );
-  });
 }
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {
@@ -274,13 +250,20 @@ export class Tokenizer {
     if (!isPlainObject(model)) throw badFile(source, 'tokenizer.json has no "model" object');
     if (typeof model.type !== 'string') throw badFile(source, 'tokenizer.json "model" has no "type"');
     checkPostProcessor(json.post_processor, source, 'post_processor');
-    checkBpeMerges(model, source);
+    checkTokenizerJson(json, source);
     let hf: HfTokenizer;
     try {
       hf = tokenizers.Tokenizer.fromString(text);
     } catch (e) {
       throw badFile(source, `the tokenizers library rejected it: ${errMessage(e)}`, e);
     }
+    // Lengths are ours (ts/data/collate.ts truncates and pads): a file's own
+    // truncation/padding would change what encode() returns, and the library
+    // panics on some of them (a stride not below the length, found by fuzzing).
+    hf.disableTruncation();
+    hf.disablePadding();
+    const norm = hf.getNormalizer();
+    checkAddedTokens(json, source, norm ? (t) => norm.normalizeString(t) : null);
     const kind = model.type;
 
     // Special tokens: explicit options, then the HF config files, then well-known names.
