@@ -156,3 +156,187 @@ export const ENCODE_TEXTS: readonly string[] = [
   'the '.repeat(300),
   '<s></s><unk>[CLS]<|begin_of_text|>',
 ];
+
+// ---- component swaps ---------------------------------------------------------------------
+// Byte and single-value mutations rarely produce a different but well-formed
+// tokenizer component, which is where the library's own assumptions live. A
+// component mutation replaces one part (normalizer, pre-tokenizer,
+// post-processor, decoder, truncation, padding, added tokens, model options)
+// with an edge-case variant: empty patterns and contents, lengths of 0,
+// strides past the length, ids outside the vocabulary, garbage charsmaps.
+
+type Rnd = (n: number) => number;
+const pickR = <T>(rnd: Rnd, a: readonly T[]): T => a[rnd(a.length)];
+
+const PATTERNS = [{ String: '' }, { String: ' ' }, { String: '▁' }, { Regex: '' }, { Regex: '\\s+' }, { Regex: '(?=a)' }, { Regex: 'a*' }, { Regex: '.' }, { Regex: '\\p{L}+|\\p{N}' }, { Regex: '(' }];
+const TEXTS = ['', ' ', '▁', '##', '</w>', '<s>', 'é', 'x'.repeat(300)];
+
+function normalizer(rnd: Rnd): object {
+  const simple = ['NFC', 'NFD', 'NFKC', 'NFKD', 'Lowercase', 'StripAccents', 'Nmt'];
+  switch (rnd(7)) {
+    case 0: return { type: pickR(rnd, simple) };
+    case 1: return { type: 'Replace', pattern: pickR(rnd, PATTERNS), content: pickR(rnd, TEXTS) };
+    case 2: return { type: 'Prepend', prepend: pickR(rnd, TEXTS) };
+    case 3: return { type: 'Strip', strip_left: rnd(2) === 0, strip_right: rnd(2) === 0 };
+    case 4: return { type: 'BertNormalizer', clean_text: rnd(2) === 0, handle_chinese_chars: rnd(2) === 0, strip_accents: pickR(rnd, [null, true, false]), lowercase: rnd(2) === 0 };
+    case 5: {
+      // SentencePiece's precompiled character map: a valid one with a few mutated bytes, or random bytes
+      if (rnd(2) === 0) {
+        const keys = ['ａ', 'Ⅸ', 'é', 'e\u0301', 'ﬁ', 'a', ' ', '\u00a0', '中'];
+        const reps = ['a', 'IX', 'e', '', 'fi', 'A', '  ', ' ', '▁'];
+        const b = buildCharsmap(keys.filter(() => rnd(2) === 0).map((k) => [k, pickR(rnd, reps)]));
+        for (let m = rnd(3); m > 0; m--) b[rnd(b.length)] = rnd(256);
+        return { type: 'Precompiled', precompiled_charsmap: b.toString('base64') };
+      }
+      const n = pickR(rnd, [0, 1, 4, 8, 64, 1024]);
+      const b = Buffer.alloc(n);
+      for (let i = 0; i < n; i++) b[i] = rnd(256);
+      if (n >= 4 && rnd(2) === 0) b.writeUInt32LE(pickR(rnd, [0, 1, 4, n - 4, n, 0xffffffff]), 0);
+      return { type: 'Precompiled', precompiled_charsmap: b.toString('base64') };
+    }
+    default: return { type: 'Sequence', normalizers: [normalizer(rnd), normalizer(rnd)] };
+  }
+}
+
+function preTokenizer(rnd: Rnd): object {
+  const behaviors = ['Removed', 'Isolated', 'MergedWithPrevious', 'MergedWithNext', 'Contiguous'];
+  switch (rnd(9)) {
+    case 0: return { type: pickR(rnd, ['Whitespace', 'WhitespaceSplit', 'BertPreTokenizer', 'UnicodeScripts']) };
+    case 1: return { type: 'Split', pattern: pickR(rnd, PATTERNS), behavior: pickR(rnd, behaviors), invert: rnd(2) === 0 };
+    case 2: return { type: 'Metaspace', replacement: pickR(rnd, ['▁', '_', ' ', 'ab']), prepend_scheme: pickR(rnd, ['always', 'never', 'first']), split: rnd(2) === 0 };
+    case 3: return { type: 'ByteLevel', add_prefix_space: rnd(2) === 0, trim_offsets: rnd(2) === 0, use_regex: rnd(2) === 0 };
+    case 4: return { type: 'Digits', individual_digits: rnd(2) === 0 };
+    case 5: return { type: 'Punctuation', behavior: pickR(rnd, behaviors) };
+    case 6: return { type: 'CharDelimiterSplit', delimiter: pickR(rnd, [' ', '▁', 'a', 'é']) };
+    case 7: return { type: 'FixedLength', length: pickR(rnd, [0, 1, 3, 1000]) };
+    default: return { type: 'Sequence', pretokenizers: [preTokenizer(rnd), preTokenizer(rnd)] };
+  }
+}
+
+function decoder(rnd: Rnd): object {
+  switch (rnd(9)) {
+    case 0: return { type: pickR(rnd, ['ByteFallback', 'Fuse']) };
+    case 1: return { type: 'Strip', content: pickR(rnd, [' ', '▁', 'a']), start: pickR(rnd, [0, 1, 2, 1000]), stop: pickR(rnd, [0, 1, 2, 1000]) };
+    case 2: return { type: 'Replace', pattern: pickR(rnd, PATTERNS), content: pickR(rnd, TEXTS) };
+    case 3: return { type: 'Metaspace', replacement: pickR(rnd, ['▁', '_', 'ab']), prepend_scheme: pickR(rnd, ['always', 'never', 'first']), split: rnd(2) === 0 };
+    case 4: return { type: 'WordPiece', prefix: pickR(rnd, TEXTS), cleanup: rnd(2) === 0 };
+    case 5: return { type: 'BPEDecoder', suffix: pickR(rnd, TEXTS) };
+    case 6: return { type: 'CTC', pad_token: pickR(rnd, ['<pad>', '', 'a']), word_delimiter_token: pickR(rnd, ['|', '', '▁']), cleanup: rnd(2) === 0 };
+    case 7: return { type: 'ByteLevel', add_prefix_space: rnd(2) === 0, trim_offsets: rnd(2) === 0, use_regex: rnd(2) === 0 };
+    default: return { type: 'Sequence', decoders: [decoder(rnd), decoder(rnd)] };
+  }
+}
+
+function postProcessor(rnd: Rnd, t: Record<string, unknown>): object {
+  const tok = (): [string, number] => [pickR(rnd, ['<s>', '</s>', '[CLS]', '[SEP]', 'zzz', '']), pickR(rnd, [0, 1, 2, 3, 1000, 4294967295])];
+  switch (rnd(5)) {
+    case 0: return { type: 'BertProcessing', sep: tok(), cls: tok() };
+    case 1: return { type: 'RobertaProcessing', sep: tok(), cls: tok(), trim_offsets: rnd(2) === 0, add_prefix_space: rnd(2) === 0 };
+    case 2: return { type: 'ByteLevel', add_prefix_space: rnd(2) === 0, trim_offsets: rnd(2) === 0, use_regex: rnd(2) === 0 };
+    case 3: {
+      const [name, id] = tok();
+      const special = { SpecialToken: { id: name, type_id: pickR(rnd, [0, 1, 7, 4294967295]) } };
+      const seq = (id: string) => ({ Sequence: { id, type_id: pickR(rnd, [0, 1, 4294967295]) } });
+      return {
+        type: 'TemplateProcessing',
+        single: rnd(2) === 0 ? [special, seq('A'), special] : [seq('A'), seq('A')],
+        pair: [special, seq('A'), seq('B'), special],
+        special_tokens: { [name]: { id: name, ids: rnd(4) === 0 ? [] : [id, id].slice(0, 1 + rnd(2)), tokens: [name, name].slice(0, 1 + rnd(2)) } },
+      };
+    }
+    default: return { type: 'Sequence', processors: [postProcessor(rnd, t), postProcessor(rnd, t)] };
+  }
+}
+
+/** Replace one component of a parsed tokenizer.json with an edge-case variant (in place). */
+export function mutateTokenizerComponent(t: Record<string, unknown>, rnd: Rnd): void {
+  const model = (t.model ?? {}) as Record<string, unknown>;
+  switch (rnd(9)) {
+    case 0: t.normalizer = normalizer(rnd); break;
+    case 1: t.pre_tokenizer = preTokenizer(rnd); break;
+    case 2: t.decoder = decoder(rnd); break;
+    case 3: t.post_processor = postProcessor(rnd, t); break;
+    case 4:
+      t.truncation = { direction: pickR(rnd, ['Left', 'Right']), max_length: pickR(rnd, [0, 1, 2, 5, 512]), strategy: pickR(rnd, ['LongestFirst', 'OnlyFirst', 'OnlySecond']), stride: pickR(rnd, [0, 1, 4, 600]) };
+      break;
+    case 5:
+      t.padding = {
+        strategy: pickR(rnd, ['BatchLongest', { Fixed: 0 }, { Fixed: 3 }, { Fixed: 700 }]), direction: pickR(rnd, ['Left', 'Right']),
+        pad_to_multiple_of: pickR(rnd, [null, 0, 1, 3, 8]), pad_id: pickR(rnd, [0, 1, 1000, 4294967295]), pad_type_id: pickR(rnd, [0, 1, 4294967295]), pad_token: pickR(rnd, ['<pad>', '', 'zzz']),
+      };
+      break;
+    case 6: {
+      const list = Array.isArray(t.added_tokens) ? (t.added_tokens as unknown[]).slice() : [];
+      const ids = Object.values((model.vocab && typeof model.vocab === 'object' && !Array.isArray(model.vocab) ? model.vocab : {}) as Record<string, number>);
+      list.push({
+        id: pickR(rnd, [0, 1, ids.length, ids.length + 1, ids.length + 5000, 4294967295]), content: pickR(rnd, [...TEXTS, 'the', 'a', 'de', 'zz']),
+        single_word: rnd(2) === 0, lstrip: rnd(2) === 0, rstrip: rnd(2) === 0, normalized: rnd(2) === 0, special: rnd(2) === 0,
+      });
+      t.added_tokens = list;
+      break;
+    }
+    case 7: {
+      // model options
+      const opts: [string, unknown[]][] = [
+        ['dropout', [null, 0, 0.5, 1]], ['unk_token', [null, '<unk>', 'zzz', '']], ['fuse_unk', [true, false]], ['byte_fallback', [true, false]],
+        ['ignore_merges', [true, false]], ['end_of_word_suffix', [null, '', '</w>', 'é']], ['continuing_subword_prefix', [null, '', '##', '▁']],
+        ['unk_id', [null, 0, -1, 1000, 4294967295]], ['max_input_chars_per_word', [0, 1, 3]],
+      ];
+      const [k, vals] = pickR(rnd, opts);
+      model[k] = pickR(rnd, vals);
+      break;
+    }
+    default: {
+      // drop a share of the vocabulary (merges and specials may now name missing tokens)
+      const v = model.vocab;
+      if (Array.isArray(v)) model.vocab = v.filter(() => rnd(4) > 0);
+      else if (v && typeof v === 'object') model.vocab = Object.fromEntries(Object.entries(v).filter(() => rnd(4) > 0));
+    }
+  }
+  t.model = model;
+}
+
+/**
+ * A valid SentencePiece `precompiled_charsmap` mapping each key (UTF-8 bytes)
+ * to its replacement: [u32 trie bytes][double-array units][NUL-terminated
+ * replacements]. Every trie node gets its own 256-unit block (the child for
+ * byte c of the node based at block*256 is unit block*256 + c), the layout
+ * darts-clone's lookup expects; unit 0 points at the root's block.
+ */
+export function buildCharsmap(entries: [string, string][]): Buffer {
+  type Node = { kids: Map<number, Node>; value?: number; block: number };
+  let blocks = 1;
+  const root: Node = { kids: new Map(), block: blocks++ };
+  const strings: number[] = [];
+  for (const [key, rep] of entries) {
+    let node = root;
+    for (const c of Buffer.from(key, 'utf8')) {
+      if (c === 0) break;
+      let k = node.kids.get(c);
+      if (!k) node.kids.set(c, (k = { kids: new Map(), block: blocks++ }));
+      node = k;
+    }
+    if (node !== root && node.value === undefined) {
+      node.value = strings.length;
+      strings.push(...Buffer.from(rep, 'utf8'), 0);
+    }
+  }
+  const units = new Uint32Array(blocks * 256);
+  units[0] = (root.block * 256) << 10; // offset of the root
+  const place = (node: Node) => {
+    const base = node.block * 256;
+    for (const [c, k] of node.kids) {
+      const p = base ^ c;
+      const off = p ^ (k.block * 256); // the child's base = p ^ offset
+      units[p] = ((off << 10) | (k.value !== undefined ? 0x100 : 0) | c) >>> 0;
+      if (k.value !== undefined) units[k.block * 256] = k.value; // the leaf's value unit at the child's base
+      place(k);
+    }
+  };
+  place(root);
+  const out = Buffer.alloc(4 + units.length * 4 + strings.length);
+  out.writeUInt32LE(units.length * 4, 0);
+  for (let i = 0; i < units.length; i++) out.writeUInt32LE(units[i], 4 + 4 * i);
+  Buffer.from(strings).copy(out, 4 + units.length * 4);
+  return out;
+}

@@ -23,7 +23,7 @@ import { Tokenizer } from '../../ts/tokenizer.ts';
 import { Model } from '../../ts/model.ts';
 import { Laplace } from '../../ts/laplace/laplace.ts';
 import type { McBatch } from '../../ts/data/batch.ts';
-import { ENCODE_TEXTS, tokenizerSeeds } from './tokenizer-seeds.ts';
+import { ENCODE_TEXTS, mutateTokenizerComponent, tokenizerSeeds } from './tokenizer-seeds.ts';
 
 const args = process.argv.slice(2);
 const flag = (n: string, d: string) => {
@@ -280,7 +280,13 @@ const readers: Reader[] = [
         writeFileSync(path.join(d, name), input);
         return { input, go: async () => use(await Tokenizer.fromFile(path.join(d, 'tokenizer.json'))) };
       }
-      const input = mutateText(seed);
+      let input: string;
+      if (rnd(2) === 0) {
+        // component swaps (1-3), sometimes followed by one value mutation
+        const t = JSON.parse(seed) as Record<string, unknown>;
+        for (let n = 1 + rnd(3); n > 0; n--) mutateTokenizerComponent(t, rnd);
+        input = JSON.stringify(rnd(3) === 0 ? mutateJsonValue(t) : t);
+      } else input = mutateText(seed);
       return { input, go: async () => use(await Tokenizer.fromJson(input, { source: 'fuzz/tokenizer.json' })) };
     },
   },
