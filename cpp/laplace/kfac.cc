@@ -28,7 +28,47 @@ KfacFactor::KfacFactor(int d, const KfacOptions& o, MemCounter* mc) : d_(d), mc_
   if (d > o.threshold)
     lr_ = std::make_unique<LowRankFactor>(d, o.n_kfac, chunk_for(o), mc);
   else
-    S_.assign(size_t(d) * size_t(d), 0.0);
+    rows_ = std::make_unique<RowStack>(d, d / 2, mc);  // d x d sum once more than d / 2 rows
+}
+
+void KfacFactor::unstack() {
+  if (!rows_) return;
+  // Replay the held batches through the dense route (rows_ is cleared first,
+  // so add_rows takes it): the sum is the one the side would have had.
+  std::unique_ptr<RowStack> held = std::move(rows_);
+  S_.assign(size_t(d_) * size_t(d_), 0.0);
+  fvec scratch{TrackedAlloc<float>(mc_)};
+  held->for_each_batch([&](const float* X, int n, double s) { add_rows(X, n, s, scratch); });
+}
+
+dvec& KfacFactor::dense_mut() {
+  unstack();
+  return S_;
+}
+
+void KfacFactor::dense_copy(std::vector<double>& out) const {
+  BL_CHECK(!lr_, code::kInternal, "kfac: dense_copy of a low-rank side");
+  if (!rows_) {
+    out.assign(S_.begin(), S_.end());
+    return;
+  }
+  KfacOptions o;
+  o.threshold = d_;  // a dense side
+  KfacFactor tmp(d_, o, nullptr);
+  tmp.unstack();
+  fvec scratch;
+  rows_->for_each_batch([&](const float* X, int n, double s) { tmp.add_rows(X, n, s, scratch); });
+  out.assign(tmp.S_.begin(), tmp.S_.end());
+}
+
+void KfacFactor::set_rows(const float* X, int n, const std::vector<int>& starts, const std::vector<double>& scales) {
+  BL_CHECK(!lr_, code::kInternal, "kfac: set_rows of a low-rank side");
+  if (!rows_) {
+    BL_CHECK(d_ / 2 >= n, code::kInvalidArgument, "kfac: ", n, " rows exceed ", d_ / 2);
+    rows_ = std::make_unique<RowStack>(d_, d_ / 2, mc_);
+    dvec().swap(S_);
+  }
+  rows_->set(X, n, starts, scales);
 }
 
 void KfacFactor::add_rows(const float* X, int n, double scale, fvec& scratch) {
@@ -36,6 +76,13 @@ void KfacFactor::add_rows(const float* X, int n, double scale, fvec& scratch) {
   if (lr_) {
     for (int i = 0; i < n; ++i) lr_->add_column_f32(X + size_t(i) * size_t(d_), scale);
     return;
+  }
+  if (rows_) {
+    if (rows_->fits(n)) {
+      rows_->add(X, n, scale);
+      return;
+    }
+    unstack();
   }
   // S += scale^2 X^T X: float32 Gram of this batch (BLAS), float64 running sum,
   // through the seam op (S lives in host memory, so the CPU backend's).
@@ -50,6 +97,18 @@ void KfacFactor::merge_from(KfacFactor& o) {
     lr_->merge_from(*o.lr_);
     return;
   }
+  if (rows_ && o.rows_ && rows_->fits(o.rows_->rows())) {
+    rows_->append(*o.rows_);  // o may be this object: append copies first
+    return;
+  }
+  if (o.rows_) {  // dense (or full) += o's rows; read o before changing this
+    std::vector<double> So;
+    o.dense_copy(So);
+    unstack();
+    for (size_t i = 0; i < S_.size(); ++i) S_[i] += So[i];
+    return;
+  }
+  unstack();
   for (size_t i = 0; i < S_.size(); ++i) S_[i] += o.S_[i];
 }
 

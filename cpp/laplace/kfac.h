@@ -42,6 +42,7 @@
 
 #include "backend/backend.h"
 #include "laplace/lowrank_factor.h"
+#include "laplace/row_stack.h"
 #include "laplace/tracked.h"
 #include "model/lora_observer.h"
 
@@ -68,15 +69,25 @@ struct KfacOptions {
   int chunk = 0;        // low-rank pending columns per compression; 0 = auto
 };
 
-// One side of one layer: dense sum or low-rank factor.
+// One side of one layer: dense sum or low-rank factor. A dense side starts
+// as a RowStack (its rows, while at most d / 2; row_stack.h) and becomes the
+// d x d sum when more rows arrive: same S, memory by what was added.
 class KfacFactor {
  public:
   KfacFactor(int d, const KfacOptions& o, MemCounter* mc);
   int d() const { return d_; }
   bool lowrank() const { return bool(lr_); }
-  // Dense: S (d x d, row-major, float64 sums). Empty when low rank.
+  // Dense side still held as rows (S = rows().scaled_rows()^T rows().scaled_rows()).
+  bool stacked() const { return bool(rows_); }
+  const RowStack& rows() const { return *rows_; }
+  // Dense: S (d x d, row-major, float64 sums). Empty when low rank or stacked.
   const dvec& dense() const { return S_; }
-  dvec& dense_mut() { return S_; }
+  // Switches a stacked side to its d x d sum first.
+  dvec& dense_mut();
+  // Dense S (d x d) of a dense side, stacked or not, written to out.
+  void dense_copy(std::vector<double>& out) const;
+  // Replace a dense side by held rows (persistence; RowStack::set validates).
+  void set_rows(const float* X, int n, const std::vector<int>& starts, const std::vector<double>& scales);
   LowRankFactor& lr() { return *lr_; }
   const LowRankFactor& lr() const { return *lr_; }
   // Add rows (n x d float32, row-major; each row scaled by `scale`) as outer
@@ -88,10 +99,12 @@ class KfacFactor {
   void merge_from(KfacFactor& o);
 
  private:
+  void unstack();  // rows -> d x d sum
   int d_;
   MemCounter* mc_;
   dvec S_;
   std::unique_ptr<LowRankFactor> lr_;
+  std::unique_ptr<RowStack> rows_;
 };
 
 struct KfacLayer {

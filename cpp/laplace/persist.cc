@@ -64,7 +64,7 @@ void save_laplace(const std::string& path, KfacAccumulator& acc, const std::vect
   acc.flush();
   const KfacOptions& o = acc.options();
   std::vector<std::vector<double>> store;  // keeps low-rank copies alive until written
-  store.reserve(size_t(2 * L));
+  store.reserve(size_t(2 * L));  // no reallocation: tensors point into it
   std::vector<TensorToWrite> ts;
   std::vector<double> counts(static_cast<size_t>(L));
   json::Value layers = json::Value::array();
@@ -88,6 +88,23 @@ void save_laplace(const std::string& path, KfacAccumulator& acc, const std::vect
         F.lr().copy_L(store.back().data());
         t.shape = {F.d(), k};
         t.data = store.back().data();
+      } else if (F.stacked()) {
+        // Held as rows (row_stack.h): the rows (F32 [n, d]) and their batch
+        // table (F64 [batches, 2]: first row, scale), so a load gives back the
+        // same sum and the same eigen form. n <= d / 2 < d tells it from [d, d].
+        const RowStack& rs = F.rows();
+        t.dtype = DType::F32;
+        t.shape = {rs.rows(), F.d()};
+        t.data = rs.data();
+        ts.push_back(std::move(t));
+        const size_t nb = rs.batch_starts().size();
+        store.emplace_back(2 * nb);
+        for (size_t b = 0; b < nb; ++b) {
+          store.back()[2 * b] = double(rs.batch_starts()[b]);
+          store.back()[2 * b + 1] = rs.batch_scales()[b];
+        }
+        ts.push_back({factor_name(l, side) + ".batches", DType::F64, {int64_t(nb), 2}, store.back().data()});
+        continue;
       } else {
         t.shape = {F.d(), F.d()};
         t.data = F.dense().data();
@@ -197,6 +214,34 @@ LoadedLaplace load_laplace(const std::string& path, const std::string& expected_
           fail(code::kBadFile, path, ": tensor '", name, "' must be F64 [", F.d(), ", k <= ", o.n_kfac, "]");
         auto v = read_f64(name, t.shape);
         F.lr().set_L(v.data(), int(t.shape[1]));
+      } else if (f->get(name).dtype == DType::F32) {  // a side saved as rows (see save_laplace)
+        const TensorEntry& t = f->get(name);
+        const int half = F.stacked() ? F.rows().max_rows() : 0;
+        if (t.shape.size() != 2 || t.shape[1] != F.d() || t.shape[0] < 0 || t.shape[0] > half)
+          fail(code::kBadFile, path, ": tensor '", name, "' must be F32 [n <= ", half, ", ", F.d(), "] or F64 [",
+               F.d(), ", ", F.d(), "]");
+        const int n = int(t.shape[0]);
+        std::vector<float> X(size_t(t.numel()));
+        if (!X.empty()) std::memcpy(X.data(), t.data, X.size() * sizeof(float));
+        for (float x : X)
+          if (!std::isfinite(x)) fail(code::kBadFile, path, ": tensor '", name, "' has non-finite values");
+        const TensorEntry& bt = f->get(name + ".batches");
+        if (bt.shape.size() != 2 || bt.shape[1] != 2 || bt.shape[0] < 0 || bt.shape[0] > n)
+          fail(code::kBadFile, path, ": tensor '", name, ".batches' must be F64 [batches <= ", n, ", 2]");
+        auto bv = read_f64(name + ".batches", bt.shape);
+        std::vector<int> starts;
+        std::vector<double> scales;
+        for (size_t b = 0; b < bv.size() / 2; ++b) {
+          if (bv[2 * b] < 0 || bv[2 * b] >= n || bv[2 * b] != std::floor(bv[2 * b]))
+            fail(code::kBadFile, path, ": tensor '", name, ".batches' has a bad first row");
+          starts.push_back(int(bv[2 * b]));
+          scales.push_back(bv[2 * b + 1]);
+        }
+        try {
+          F.set_rows(X.data(), n, starts, scales);
+        } catch (const Error& e) {
+          fail(code::kBadFile, path, ": tensor '", name, "': ", e.what());
+        }
       } else {
         auto v = read_f64(name, {F.d(), F.d()});
         std::copy(v.begin(), v.end(), F.dense_mut().begin());

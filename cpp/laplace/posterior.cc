@@ -25,6 +25,38 @@ void factor_eigen(const KfacFactor& F, std::vector<double>& U, std::vector<doubl
   const int d = F.d();
   const size_t D = size_t(d);
   if (most_negative) *most_negative = 0;
+  if (F.stacked()) {  // S = Y^T Y from n rows: eigen of the n x n Gram Y Y^T
+    const RowStack& rs = F.rows();
+    const int n = rs.rows();
+    const size_t N = size_t(n);
+    if (n == 0) {
+      U.clear();
+      lam.clear();
+      k = 0;
+      return;
+    }
+    std::vector<double> Y(N * D), Yt(D * N), G(N * N), V(N * N), w(N);
+    rs.scaled_rows(Y.data());
+    for (size_t i = 0; i < N; ++i)
+      for (size_t j = 0; j < D; ++j) Yt[j * N + i] = Y[i * D + j];
+    std::vector<double>().swap(Y);
+    la::gram_cols(d, n, Yt.data(), n, G.data());  // Y Y^T
+    la::sym_eig(n, G.data(), w.data(), V.data());
+    // The low-rank branch's rule: eigenvalues at the Gram's float64 rounding
+    // level are zero directions of S (PSD by construction: nothing to clamp).
+    const double tol = std::max(0.0, w[0]) * double(n) * 4 * DBL_EPSILON;
+    int kk = 0;
+    while (kk < n && w[size_t(kk)] > tol) ++kk;
+    // U = Y^T V diag(1/sqrt(w)): orthonormal columns spanning the rows.
+    std::vector<double> Vk(N * size_t(kk));
+    for (size_t i = 0; i < N; ++i)
+      for (size_t j = 0; j < size_t(kk); ++j) Vk[i * size_t(kk) + j] = V[i * N + j] / std::sqrt(w[j]);
+    U.assign(D * size_t(kk), 0.0);
+    if (kk > 0) la::gemm_nn(d, n, kk, Yt.data(), Vk.data(), U.data());
+    lam.assign(w.begin(), w.begin() + kk);
+    k = kk;
+    return;
+  }
   if (!F.lowrank()) {
     U.assign(D * D, 0.0);
     lam.assign(D, 0.0);
@@ -118,6 +150,7 @@ std::shared_ptr<Posterior> Posterior::from_kfac(KfacAccumulator& acc, double del
     p->layers_.push_back(std::move(e));
   }
   p->set_prior(delta);
+  release_free_heap();  // the eigendecompositions' working copies
   return p;
 }
 

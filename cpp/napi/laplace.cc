@@ -756,9 +756,11 @@ Napi::Value KfacWrap::Factor(const Napi::CallbackInfo& info) {
     o.Set("k", k);
     o.Set("data", to_f64(env, data.data(), data.size()));
   } else {
+    std::vector<double> S;  // a side held as rows (kfac.h) is summed here
+    F.dense_copy(S);
     o.Set("kind", "dense");
     o.Set("k", F.d());
-    o.Set("data", to_f64(env, F.dense().data(), F.dense().size()));
+    o.Set("data", to_f64(env, S.data(), S.size()));
   }
   return o;
 }
