@@ -155,17 +155,20 @@ PredictBatchOut predict_batch(LlamaModel& m, const McBatchView& b, std::shared_p
   std::vector<double> p, logp;
   class_probs(out.logits, B, C, p, logp);
   labelled_loglik(b, logp, r.log_lik, r.n_labelled);
-  JacobianProjector jp(std::move(post), &m.backend());
-  jp.begin_batch(B, C);
-  std::vector<float> seed(size_t(B) * size_t(C));
-  for (int c = 0; c < C; ++c) {
-    std::fill(seed.begin(), seed.end(), 0.0f);
-    for (int i = 0; i < B; ++i) seed[size_t(i) * size_t(C) + size_t(c)] = 1.0f;
-    check_cancel("Laplace predict");
-    jp.set_class(c);
-    m.backward_mc(seed.data(), &jp, /*accumulate_grads=*/false, /*param_grads=*/false);
+  {
+    JacobianProjector jp(std::move(post), &m.backend());
+    jp.begin_batch(B, C);
+    std::vector<float> seed(size_t(B) * size_t(C));
+    for (int c = 0; c < C; ++c) {
+      std::fill(seed.begin(), seed.end(), 0.0f);
+      for (int i = 0; i < B; ++i) seed[size_t(i) * size_t(C) + size_t(c)] = 1.0f;
+      check_cancel("Laplace predict");
+      jp.set_class(c);
+      m.backward_mc(seed.data(), &jp, /*accumulate_grads=*/false, /*param_grads=*/false);
+    }
+    r.lambda = jp.lambda();
   }
-  r.lambda = jp.lambda();
+  release_free_heap();  // the projector's Jacobians (B x C per layer) were just freed
   return r;
 }
 

@@ -17,7 +17,20 @@ LowRankFactor::LowRankFactor(int d, int k, int chunk, MemCounter* mc)
     : d_(d), k_(k), chunk_(chunk), mc_(mc), M_(TrackedAlloc<double>(mc)) {
   BL_CHECK(d > 0 && k > 0 && chunk > 0, code::kInvalidArgument,
            "low-rank factor: d, k and chunk must be positive");
-  M_.assign(size_t(d) * size_t(k + chunk), 0.0);
+}
+
+void LowRankFactor::set_stride(int ld) {
+  if (ld == ld_) return;
+  const size_t D = size_t(d_), used = size_t(kcur_ + npend_);
+  dvec M(D * size_t(ld), 0.0, TrackedAlloc<double>(mc_));
+  for (size_t r = 0; r < D; ++r)
+    for (size_t j = 0; j < used; ++j) M[r * size_t(ld) + j] = M_[r * size_t(ld_) + j];
+  M_.swap(M);
+  ld_ = ld;
+}
+
+void LowRankFactor::reserve_cols(int n) {
+  if (n > ld_) set_stride(std::min(k_ + chunk_, std::max({n, 2 * ld_, 8})));
 }
 
 void LowRankFactor::add_column(const double* x, double scale) {
@@ -25,7 +38,8 @@ void LowRankFactor::add_column(const double* x, double scale) {
   for (int r = 0; r < d_ && !nonzero; ++r) nonzero = x[r] != 0;
   if (!nonzero || scale == 0) return;
   if (npend_ == chunk_) compress();
-  const size_t col = size_t(kcur_ + npend_), ld = size_t(k_ + chunk_);
+  reserve_cols(kcur_ + npend_ + 1);
+  const size_t col = size_t(kcur_ + npend_), ld = size_t(ld_);
   for (int r = 0; r < d_; ++r) M_[size_t(r) * ld + col] = scale * x[r];
   ++npend_;
 }
@@ -35,19 +49,21 @@ void LowRankFactor::add_column_f32(const float* x, double scale) {
   for (int r = 0; r < d_ && !nonzero; ++r) nonzero = x[r] != 0;
   if (!nonzero || scale == 0) return;
   if (npend_ == chunk_) compress();
-  const size_t col = size_t(kcur_ + npend_), ld = size_t(k_ + chunk_);
+  reserve_cols(kcur_ + npend_ + 1);
+  const size_t col = size_t(kcur_ + npend_), ld = size_t(ld_);
   for (int r = 0; r < d_; ++r) M_[size_t(r) * ld + col] = scale * double(x[r]);
   ++npend_;
 }
 
 void LowRankFactor::flush() {
   if (npend_ > 0) compress();
+  set_stride(kcur_);  // release the pending columns' space
 }
 
 void LowRankFactor::compress() {
   const int n = kcur_ + npend_;
   if (npend_ == 0 || n == 0) return;
-  const size_t N = size_t(n), ld = size_t(k_ + chunk_);
+  const size_t N = size_t(n), ld = size_t(ld_);
   dvec G(N * N, 0.0, TrackedAlloc<double>(mc_)), V(N * N, 0.0, TrackedAlloc<double>(mc_)),
       w(N, 0.0, TrackedAlloc<double>(mc_));
   // G = M^T M through the seam op; M is host memory, so the CPU backend's.
@@ -77,14 +93,16 @@ void LowRankFactor::compress() {
 
 void LowRankFactor::copy_L(double* out) {
   flush();
-  const size_t ld = size_t(k_ + chunk_);
+  const size_t ld = size_t(ld_);
   for (int r = 0; r < d_; ++r)
     for (int j = 0; j < kcur_; ++j) out[size_t(r) * size_t(kcur_) + size_t(j)] = M_[size_t(r) * ld + size_t(j)];
 }
 
 void LowRankFactor::set_L(const double* L, int r) {
   BL_CHECK(r >= 0 && r <= k_, code::kInvalidArgument, "low-rank factor: rank ", r, " exceeds k = ", k_);
-  const size_t ld = size_t(k_ + chunk_);
+  kcur_ = npend_ = 0;
+  set_stride(r);
+  const size_t ld = size_t(ld_);
   for (int i = 0; i < d_; ++i)
     for (int j = 0; j < r; ++j) M_[size_t(i) * ld + size_t(j)] = L[size_t(i) * size_t(r) + size_t(j)];
   kcur_ = r;

@@ -10,6 +10,10 @@
 // thin SVD of M). Cost O(d (k+m)^2) per flush; the chunk bounds m so long
 // sequences in `expand` mode are processed in column chunks. With k >= rank
 // the update is exact (V V^T = I), the test of section 5.
+// Memory: the block holds only the columns in use. Its row stride grows (at
+// least doubling, up to k + chunk) as columns arrive and shrinks to the rank
+// on flush(), so a flushed factor (what the posterior and a saved file read)
+// costs d x rank, not d x (k + chunk). The stride never changes the numbers.
 #pragma once
 #include <cstdint>
 
@@ -36,7 +40,7 @@ class LowRankFactor {
 
   // L after flush: column j of row r is L(r, j) = data()[r * ld() + j], j < rank().
   const double* data() const { return M_.data(); }
-  int ld() const { return k_ + chunk_; }
+  int ld() const { return ld_; }
 
   // Copy L (d x rank, row-major, dense) out; flushes first.
   void copy_L(double* out);
@@ -47,10 +51,12 @@ class LowRankFactor {
 
  private:
   void compress();
-  int d_, k_, chunk_;
+  void reserve_cols(int n);  // stride >= n columns, keeping the held ones
+  void set_stride(int ld);
+  int d_, k_, chunk_, ld_ = 0;
   int kcur_ = 0, npend_ = 0;
   MemCounter* mc_;
-  dvec M_;  // d x (k + chunk)
+  dvec M_;  // d x ld_, columns [0, kcur_ + npend_) in use
 };
 
 }  // namespace bl::laplace
