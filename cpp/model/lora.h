@@ -3,7 +3,8 @@
 // initialisation (A ~ kaiming-uniform with bound 1/sqrt(d_in), B = 0).
 //
 // The LoRA linear is  h = W0 a + s * B (A drop(a)),  s = alpha/r (or alpha/sqrt(r)
-// for rsLoRA). BA is never formed; the forward/backward algebra lives in llama.cc.
+// for rsLoRA). BA is never formed; llama.cc runs the branch through the
+// backend seam (Backend::lora_fwd / lora_bwd, fused on a GPU).
 #pragma once
 #include <cstdint>
 #include <string>
