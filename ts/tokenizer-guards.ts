@@ -19,9 +19,25 @@ function bad(source: string, problem: string): BayesLoraError {
   return new BayesLoraError('BAD_FILE', `${source}: tokenizer.json ${problem}`);
 }
 
-/** The node's children in a Sequence (normalizers / pretokenizers / decoders), or null. */
+// The component types the bundled library knows. A node with any other `type`
+// is not refused by the library: it falls back to matching the node's shape
+// against every variant (a Sequence's `normalizers`, a Prepend's `prepend`,
+// ...), so such a node gets every shape check below.
+const KNOWN: Record<string, Set<string>> = {
+  normalizers: new Set(['BertNormalizer', 'Strip', 'StripAccents', 'NFC', 'NFD', 'NFKC', 'NFKD', 'Sequence', 'Lowercase', 'Nmt', 'Precompiled', 'Replace', 'Prepend', 'ByteLevel']),
+  pretokenizers: new Set(['BertPreTokenizer', 'ByteLevel', 'CharDelimiterSplit', 'Metaspace', 'Whitespace', 'Sequence', 'Split', 'Punctuation', 'WhitespaceSplit', 'Digits', 'UnicodeScripts', 'FixedLength']),
+  decoders: new Set(['BPEDecoder', 'ByteLevel', 'WordPiece', 'Metaspace', 'CTC', 'Sequence', 'Replace', 'Fuse', 'Strip', 'ByteFallback']),
+  processors: new Set(['RobertaProcessing', 'BertProcessing', 'ByteLevel', 'TemplateProcessing', 'Sequence']),
+};
+
+/** Whether `node` is (or, with an unknown type, may be read as) a `type` in the component family `key`. */
+function is(node: Obj, key: string, type: string): boolean {
+  return node.type === type || !(typeof node.type === 'string' && KNOWN[key].has(node.type));
+}
+
+/** The node's children when it is (or may be read as) a Sequence (normalizers / pretokenizers / decoders / processors), or null. */
 function children(node: Obj, key: string): unknown[] | null {
-  return node.type === 'Sequence' && Array.isArray(node[key]) ? (node[key] as unknown[]) : null;
+  return is(node, key, 'Sequence') && Array.isArray(node[key]) ? (node[key] as unknown[]) : null;
 }
 
 /**
@@ -104,10 +120,10 @@ function checkPrecompiled(b64: unknown, source: string, where: string): void {
 function checkNormalizer(node: unknown, source: string, where: string, depth: number): void {
   if (!isObj(node)) return; // null, or a shape the library itself rejects
   if (depth > 16) throw bad(source, `"${where}" nests too deeply`);
-  const seq = children(node, 'normalizers');
-  if (seq) return seq.forEach((c, i) => checkNormalizer(c, source, `${where}.normalizers[${i}]`, depth + 1));
-  if (node.type === 'Prepend' && node.prepend === '') throw bad(source, `"${where}" (Prepend) prepends an empty string`);
-  if (node.type === 'Replace' && isObj(node.pattern)) {
+  children(node, 'normalizers')?.forEach((c, i) => checkNormalizer(c, source, `${where}.normalizers[${i}]`, depth + 1));
+  const K = 'normalizers';
+  if (is(node, K, 'Prepend') && node.prepend === '') throw bad(source, `"${where}" (Prepend) prepends an empty string`);
+  if (is(node, K, 'Replace') && isObj(node.pattern)) {
     const { String: s, Regex: r } = node.pattern;
     if (s === '') throw bad(source, `"${where}" (Replace) has an empty pattern`);
     if (typeof r === 'string') {
@@ -116,46 +132,52 @@ function checkNormalizer(node: unknown, source: string, where: string, depth: nu
       if (empty) throw bad(source, `"${where}" (Replace) regex ${JSON.stringify(r)} can match an empty string`);
     }
   }
-  if (node.type === 'Precompiled') checkPrecompiled(node.precompiled_charsmap, source, where);
+  if (is(node, K, 'Precompiled') && (node.type === 'Precompiled' || node.precompiled_charsmap !== undefined)) checkPrecompiled(node.precompiled_charsmap, source, where);
 }
 
 function checkPreTokenizer(node: unknown, source: string, where: string, depth: number): void {
   if (!isObj(node)) return;
   if (depth > 16) throw bad(source, `"${where}" nests too deeply`);
-  const seq = children(node, 'pretokenizers');
-  if (seq) return seq.forEach((c, i) => checkPreTokenizer(c, source, `${where}.pretokenizers[${i}]`, depth + 1));
-  if (node.type === 'FixedLength' && !(typeof node.length === 'number' && node.length >= 1))
+  children(node, 'pretokenizers')?.forEach((c, i) => checkPreTokenizer(c, source, `${where}.pretokenizers[${i}]`, depth + 1));
+  if (is(node, 'pretokenizers', 'FixedLength') && (node.type === 'FixedLength' || node.length !== undefined) && !(typeof node.length === 'number' && node.length >= 1))
     throw bad(source, `"${where}" (FixedLength) needs a length of at least 1, got ${JSON.stringify(node.length)}`);
 }
 
 function checkDecoder(node: unknown, source: string, where: string, depth: number): void {
   if (!isObj(node)) return;
   if (depth > 16) throw bad(source, `"${where}" nests too deeply`);
-  const seq = children(node, 'decoders');
-  if (seq) return seq.forEach((c, i) => checkDecoder(c, source, `${where}.decoders[${i}]`, depth + 1));
+  children(node, 'decoders')?.forEach((c, i) => checkDecoder(c, source, `${where}.decoders[${i}]`, depth + 1));
   // The bundled library indexes past the token when stripping from the end of
   // a token shorter than `stop` (an empty one, for any stop > 0).
-  if (node.type === 'Strip' && node.stop !== undefined && node.stop !== 0)
+  if (is(node, 'decoders', 'Strip') && node.stop !== undefined && node.stop !== 0)
     throw bad(source, `"${where}" (Strip) with stop ${JSON.stringify(node.stop)} is not supported (only 0: the tokenizers library crashes on short tokens)`);
 }
 
 /**
- * A BPE model with a `continuing_subword_prefix` whose merges' second token is
- * shorter than the prefix: the library strips the prefix's byte length from
- * that token while building its merge table and panics on the out-of-range
- * slice. The second token of a merge is always a continuation, so a
- * consistent file spells it with the prefix: that is what we require.
+ * BPE merges, checked the way the library builds its merge table, which
+ * panicked instead of returning its error on two shapes (fuzzing):
+ *  - with a `continuing_subword_prefix`, a merge whose second token is shorter
+ *    than the prefix (the library strips the prefix's byte length from it). The
+ *    second token of a merge is always a continuation, so a consistent file
+ *    spells it with the prefix: that is what we require;
+ *  - a merge whose result (first + second without the prefix) is missing from
+ *    the vocabulary, when the tokens are not ASCII (e.g. "▁wor d" without "▁word").
+ * So every merge's two tokens and its result must be in the vocabulary.
  */
 function checkBpeMerges(model: Obj, source: string): void {
-  if (model.type !== 'BPE') return;
-  const prefix = model.continuing_subword_prefix;
-  if (typeof prefix !== 'string' || prefix.length === 0 || !Array.isArray(model.merges)) return;
+  if (model.type !== 'BPE' || !Array.isArray(model.merges) || !isObj(model.vocab)) return;
+  const vocab = model.vocab;
+  const prefix = typeof model.continuing_subword_prefix === 'string' ? model.continuing_subword_prefix : '';
   model.merges.forEach((m, i) => {
     // Either "a b" or ["a", "b"]; other shapes are the library's to reject.
     const parts = typeof m === 'string' ? m.split(' ') : m;
-    if (!Array.isArray(parts) || parts.length !== 2 || typeof parts[1] !== 'string') return;
-    if (!parts[1].startsWith(prefix))
-      throw bad(source, `model.merges[${i}] (${JSON.stringify(m)}): the second token does not start with the continuing_subword_prefix ${JSON.stringify(prefix)}`);
+    if (!Array.isArray(parts) || parts.length !== 2 || typeof parts[0] !== 'string' || typeof parts[1] !== 'string') return;
+    const [a, b] = parts as [string, string];
+    const where = `model.merges[${i}] (${JSON.stringify(m)})`;
+    if (prefix && !b.startsWith(prefix))
+      throw bad(source, `${where}: the second token does not start with the continuing_subword_prefix ${JSON.stringify(prefix)}`);
+    for (const t of [a, b, a + b.slice(prefix.length)])
+      if (!Object.hasOwn(vocab, t)) throw bad(source, `${where}: ${JSON.stringify(t)} is not in the vocabulary`);
   });
 }
 
@@ -171,6 +193,10 @@ function checkPostProcessors(pp: unknown, source: string): void {
   const leaves: [Obj, string][] = [];
   const walk = (node: unknown, where: string, depth: number) => {
     if (!isObj(node) || depth > 16) return; // depth: checkPostProcessor refuses it
+    // Post-processors are matched by shape alone, and ts/tokenizer.ts's template
+    // checks go by type: a node must say which one it is.
+    if (!(typeof node.type === 'string' && KNOWN.processors.has(node.type)))
+      throw bad(source, `"${where}" has an unknown post-processor type ${JSON.stringify(node.type)}`);
     const seq = children(node, 'processors');
     if (seq) seq.forEach((c, i) => walk(c, `${where}.processors[${i}]`, depth + 1));
     else leaves.push([node, where]);

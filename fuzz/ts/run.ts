@@ -47,7 +47,11 @@ function runChunk(start: number, cases: number): Promise<number> {
       }, hangSeconds * 1000);
     };
     arm();
-    child.stderr.on('data', (d) => (stderr = (stderr + d).slice(-4000)));
+    let panic = ''; // a Rust panic's location and message (the backtrace after it would push it out of `stderr`)
+    child.stderr.on('data', (d) => {
+      stderr = (stderr + d).slice(-4000);
+      if (!panic) panic = /panicked at [^\n]*\n[^\n]*/.exec(stderr)?.[0] ?? '';
+    });
     child.stdout.on('data', (d) => {
       arm();
       buf += d;
@@ -79,7 +83,7 @@ function runChunk(start: number, cases: number): Promise<number> {
       const keep = path.join(artifacts, `native-${last.reader}-${last.case}`);
       if (existsSync(cur)) copyFileSync(cur, keep);
       if (signal !== 'SIGKILL' || !native.some((n) => (n as { case: number }).case === last.case))
-        native.push({ kind: 'crash', code, signal, ...last, file: keep, stderr: stderr.slice(-800) });
+        native.push({ kind: 'crash', code, signal, ...last, file: keep, ...(panic ? { panic } : {}), stderr: stderr.slice(-800) });
       resolve(Math.max(progressed, last.case - start + 1));
     });
   });

@@ -3,8 +3,9 @@
 // binding aborts the whole process), one minimal file per crash class the TS
 // fuzz loop found: corrupt SentencePiece charsmaps, empty Prepend/Replace
 // normalizers, a zero FixedLength, a Strip decoder with stop > 0, an added
-// token normalized to nothing, chained or mis-sequenced templates, and a
-// truncation stride past the length. Each must be BAD_FILE naming the file
+// token normalized to nothing, chained or mis-sequenced templates, BPE merges
+// whose result is not in the vocabulary, components of unknown type (read by
+// shape), and a truncation stride past the length. Each must be BAD_FILE naming the file
 // and the component (ts/tokenizer-guards.ts), except `loads-*` files, whose
 // problem (truncation/padding) the loader now ignores. Before the fixes, any
 // of them killed this test's worker. Also: the real tokenizer shapes the
@@ -31,7 +32,7 @@ async function exercise(t: Tokenizer): Promise<void> {
 
 describe('fuzz regressions: tokenizer.json shapes the tokenizers library panics on', () => {
   const files = readdirSync(dir).filter((f) => f.endsWith('.json'));
-  it('has the inputs', () => expect(files.length).toBeGreaterThanOrEqual(13));
+  it('has the inputs', () => expect(files.length).toBeGreaterThanOrEqual(16));
   for (const f of files) {
     const text = () => readFileSync(path.join(dir, f), 'utf8');
     if (f.startsWith('loads-')) {
