@@ -159,7 +159,7 @@ if (!args.includes('--no-cpp')) {
         '-malloc_limit_mb=2048',
         '-print_final_stats=1',
         `-artifact_prefix=${artifacts}/`,
-        ...(driver === 'libfuzzer' && t !== 'safetensors' && t !== 'posterior' ? [`-dict=${dict}`] : []),
+        ...(t !== 'safetensors' && t !== 'posterior' ? [`-dict=${dict}`] : []),
       ];
       const ts = performance.now();
       const child = spawn(bins[t], flags, { env, stdio: ['ignore', 'pipe', 'pipe'] });

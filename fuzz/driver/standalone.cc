@@ -1,11 +1,12 @@
 // A small mutation-fuzzing driver for machines without libFuzzer (clang):
 // links with one target's LLVMFuzzerTestOneInput and accepts the subset of
 // libFuzzer's command line that scripts/fuzz.mjs uses:
-//   standalone CORPUS_DIR... -max_total_time=S -timeout=S -artifact_prefix=P -seed=N
+//   standalone CORPUS_DIR... -max_total_time=S -timeout=S -artifact_prefix=P -seed=N [-dict=FILE]
 // or, with files instead of directories, replays each file once (regressions).
 // Mutations: bit flips, byte sets, interesting integers (0, 0xff.., lengths),
-// insert/erase/duplicate ranges, splices of two corpus inputs, dictionary-free
-// ASCII digit edits (JSON numbers). No coverage feedback: weaker than
+// insert/erase/duplicate ranges, splices of two corpus inputs, JSON-ish token
+// inserts, and (with -dict, libFuzzer's dictionary format) dictionary tokens
+// inserted or written over the input. No coverage feedback: weaker than
 // libFuzzer, but the same contract and the same crash/hang accounting
 // (a crash is a sanitizer abort or signal; the input is saved first).
 #include <dirent.h>
@@ -49,6 +50,32 @@ std::string read_file(const std::string& p) {
   s << f.rdbuf();
   return s.str();
 }
+// libFuzzer's dictionary format: one token per line, `name="value"` or
+// `"value"`, with \\, \" and \xNN escapes; `#` starts a comment.
+std::vector<std::string> read_dict(const std::string& path) {
+  std::vector<std::string> out;
+  std::ifstream f(path);
+  std::string line;
+  while (std::getline(f, line)) {
+    const size_t q = line.find('"');
+    if (q == std::string::npos || line.find_first_not_of(" \t") == line.find('#')) continue;
+    const size_t end = line.rfind('"');
+    if (end <= q) continue;
+    std::string tok;
+    for (size_t i = q + 1; i < end; ++i) {
+      if (line[i] != '\\' || i + 1 >= end) {
+        tok += line[i];
+      } else if (line[i + 1] == 'x' && i + 3 < end) {
+        tok += char(std::strtol(line.substr(i + 2, 2).c_str(), nullptr, 16));
+        i += 3;
+      } else {
+        tok += line[++i];
+      }
+    }
+    if (!tok.empty()) out.push_back(tok);
+  }
+  return out;
+}
 bool is_dir(const std::string& p) {
   struct stat st;
   return stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
@@ -61,7 +88,7 @@ int main(int argc, char** argv) {
   double max_time = 10;
   unsigned timeout = 5;
   uint64_t seed = 1;
-  std::vector<std::string> inputs;
+  std::vector<std::string> inputs, dict;
   bool replay = false;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
@@ -69,6 +96,7 @@ int main(int argc, char** argv) {
     else if (a.rfind("-timeout=", 0) == 0) timeout = unsigned(std::atoi(a.c_str() + 9));
     else if (a.rfind("-artifact_prefix=", 0) == 0) g_prefix = a.substr(17);
     else if (a.rfind("-seed=", 0) == 0) seed = std::strtoull(a.c_str() + 6, nullptr, 10);
+    else if (a.rfind("-dict=", 0) == 0) dict = read_dict(a.substr(6));
     else if (a[0] == '-') continue;  // other libFuzzer flags: ignored
     else if (is_dir(a)) {
       if (DIR* d = opendir(a.c_str())) {
@@ -115,7 +143,7 @@ int main(int argc, char** argv) {
     const int n_mut = 1 + int(rnd(6));
     for (int k = 0; k < n_mut; ++k) {
       const size_t sz = cur.size();
-      switch (rnd(9)) {
+      switch (rnd(dict.empty() ? 9 : 10)) {
         case 0:
           if (sz) cur[rnd(sz)] ^= char(1u << rnd(8));
           break;
@@ -162,6 +190,13 @@ int main(int argc, char** argv) {
         case 8:
           if (sz > 1) cur.resize(rnd(sz));  // truncate
           break;
+        case 9: {  // a dictionary token, inserted or written over the input
+          const std::string& t = dict[rnd(dict.size())];
+          const size_t at = rnd(sz + 1);
+          if (rnd(2) || at + t.size() > sz) cur.insert(at, t);
+          else cur.replace(at, t.size(), t);
+          break;
+        }
       }
     }
     run(cur);
