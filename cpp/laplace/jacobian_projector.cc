@@ -184,7 +184,13 @@ void JacobianProjector::accept(int l, int b, int c, SparseJ&& J, std::vector<dou
            ", class ", c, " given twice in one batch");
   const bool complete = e.ka == e.d_in && e.kg == e.d_out;
   proj_[base + size_t(c)] = std::move(P);
-  if (!complete) jac_[base + size_t(c)] = std::move(J);
+  // The Jacobian is kept for the later classes' inner products: not needed
+  // once every class of this example has been seen (memory: 1/C of the
+  // batch's Jacobians is never stored).
+  bool last = true;
+  for (int c2 = 0; c2 < C_ && last; ++c2) last = c2 == c || seen_[base + size_t(c2)];
+  SparseJ here;
+  if (!complete) (last ? here : jac_[base + size_t(c)]) = std::move(J);
   seen_[base + size_t(c)] = 1;
   const std::vector<double>& Pc = proj_[base + size_t(c)];
   const size_t Cn = size_t(C_), din = size_t(e.d_in);
@@ -196,7 +202,7 @@ void JacobianProjector::accept(int l, int b, int c, SparseJ&& J, std::vector<dou
     if (complete) {
       for (size_t i = 0; i < Pc.size(); ++i) frob += Pc[i] * P2[i];
     } else {  // <J, J2>_F over the rows both have, in row-major order
-      const SparseJ &J1 = jac_[base + size_t(c)], &J2 = jac_[base + size_t(c2)];
+      const SparseJ &J1 = last ? here : jac_[base + size_t(c)], &J2 = c2 == c ? J1 : jac_[base + size_t(c2)];
       size_t p = 0, q = 0;
       while (p < J1.rows.size() && q < J2.rows.size()) {
         if (J1.rows[p] < J2.rows[q]) {
@@ -215,6 +221,11 @@ void JacobianProjector::accept(int l, int b, int c, SparseJ&& J, std::vector<dou
     const size_t hi = size_t(std::max(c, c2)), lo = size_t(std::min(c, c2));
     Lb[hi * Cn + lo] += q;
   }
+  if (last)  // every class of this example and layer is in: free its Jacobians and projections
+    for (size_t c2 = 0; c2 < Cn; ++c2) {
+      jac_[base + c2] = SparseJ();
+      std::vector<double>().swap(proj_[base + c2]);
+    }
 }
 
 std::vector<double> JacobianProjector::lambda() const {

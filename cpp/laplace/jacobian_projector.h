@@ -9,8 +9,9 @@
 // The Frobenius term <J_c, J_c'>_F needs the Jacobians of earlier classes of
 // the same example: for a layer whose eigenbases are complete (ka = d_in and
 // kg = d_out: both sides dense) it equals the projections' inner product and
-// only projections are stored; for a low-rank layer the Jacobian itself is
-// kept (float32, B x C x D_l for the batch) until the batch is done.
+// only projections are stored; otherwise the Jacobian itself is kept
+// (float32, up to B x (C - 1) x D_l for the batch: the last class's is used
+// at once) until the example's last class, then freed with its projections.
 //
 // Cost (why the code is shaped this way): a pass observes every layer for
 // the whole batch at once, so the projections Ug^T J_b Ua of all B examples
