@@ -169,6 +169,20 @@ function mutateText(text: string): string {
   return Buffer.from(mutateBytes(Buffer.from(text))).toString('latin1');
 }
 
+/** A text to encode: pieces of the probe texts, special-token spellings, marker characters and random code points. */
+function randomText(): string {
+  const pieces = ['<s>', '</s>', '<unk>', '[CLS]', '[SEP]', '<|begin_of_text|>', '▁', 'Ġ', '##', '</w>', ' ', '  ', '\n', '\t', '\u0301', '\u200d', 'the', 'word'];
+  let out = '';
+  for (let n = 1 + rnd(8); n > 0; n--) {
+    switch (rnd(3)) {
+      case 0: out += pick(pieces); break;
+      case 1: { const t = pick(ENCODE_TEXTS); const at = rnd(t.length + 1); out += t.slice(at, at + 1 + rnd(12)); break; }
+      default: out += String.fromCodePoint(pick([rnd(0x80), 0x80 + rnd(0x780), 0x800 + rnd(0xd000), 0x10000 + rnd(0x10000)]));
+    }
+  }
+  return out;
+}
+
 // ---- seeds ----------------------------------------------------------------------------
 const fx = (f: string) => readFileSync(path.join(root, 'test', 'fixtures', f));
 const convertSeeds: [SourceKind, Buffer][] = [
@@ -260,7 +274,7 @@ const readers: Reader[] = [
     name: 'tokenizer', native: true,
     run: async () => {
       const seed = pick(tokSeeds);
-      const text = pick(ENCODE_TEXTS);
+      const text = rnd(2) === 0 ? pick(ENCODE_TEXTS) : randomText();
       const special = rnd(4) > 0;
       // Encode, then decode what came out: decoders (ByteFallback, Fuse, Strip,
       // Metaspace, WordPiece) see the ids a hostile file's model produces.
