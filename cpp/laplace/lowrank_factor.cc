@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cfloat>
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 #include "backend/backend.h"
@@ -14,18 +15,24 @@
 namespace bl::laplace {
 
 LowRankFactor::LowRankFactor(int d, int k, int chunk, MemCounter* mc)
-    : d_(d), k_(k), chunk_(chunk), mc_(mc), M_(TrackedAlloc<double>(mc)) {
+    : d_(d), k_(k), chunk_(chunk), mc_(mc), M_(mc) {
   BL_CHECK(d > 0 && k > 0 && chunk > 0, code::kInvalidArgument,
            "low-rank factor: d, k and chunk must be positive");
 }
 
 void LowRankFactor::set_stride(int ld) {
   if (ld == ld_) return;
-  const size_t D = size_t(d_), used = size_t(kcur_ + npend_);
-  dvec M(D * size_t(ld), 0.0, TrackedAlloc<double>(mc_));
-  for (size_t r = 0; r < D; ++r)
-    for (size_t j = 0; j < used; ++j) M[r * size_t(ld) + j] = M_[r * size_t(ld_) + j];
-  M_.swap(M);
+  const size_t D = size_t(d_), used = size_t(kcur_ + npend_), from = size_t(ld_), to = size_t(ld);
+  // Rows move in place: up from the last row when growing (each destination
+  // lies at or past its source and every lower row's), down from the first
+  // when shrinking; the buffer grows before and shrinks after.
+  if (to > from) {
+    M_.resize(D * to);
+    for (size_t r = D; r-- > 1;) std::memmove(&M_[r * to], &M_[r * from], used * sizeof(double));
+  } else {
+    for (size_t r = 1; r < D; ++r) std::memmove(&M_[r * to], &M_[r * from], used * sizeof(double));
+    M_.resize(D * to);
+  }
   ld_ = ld;
 }
 

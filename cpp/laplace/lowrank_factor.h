@@ -13,10 +13,12 @@
 // Memory: the block holds only the columns in use. Its row stride grows (at
 // least doubling, up to k + chunk) as columns arrive and shrinks to the rank
 // on flush(), so a flushed factor (what the posterior and a saved file read)
-// costs d x rank, not d x (k + chunk). The stride never changes the numbers.
+// costs d x rank, not d x (k + chunk). The stride never changes the numbers;
+// rows move in place inside a RemapBuffer, so a change never holds two blocks.
 #pragma once
 #include <cstdint>
 
+#include "laplace/remap_buffer.h"
 #include "laplace/tracked.h"
 
 namespace bl::laplace {
@@ -56,7 +58,7 @@ class LowRankFactor {
   int d_, k_, chunk_, ld_ = 0;
   int kcur_ = 0, npend_ = 0;
   MemCounter* mc_;
-  dvec M_;  // d x ld_, columns [0, kcur_ + npend_) in use
+  RemapBuffer M_;  // d x ld_, columns [0, kcur_ + npend_) in use
 };
 
 }  // namespace bl::laplace
