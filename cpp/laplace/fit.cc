@@ -1,6 +1,7 @@
 // Fisher passes and the batch predictive over a LlamaModel (see fit.h).
 #include "laplace/fit.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "backend/backend.h"
@@ -76,6 +77,37 @@ void labelled_loglik(const McBatchView& b, const std::vector<double>& logp, doub
 
 }  // namespace
 
+// The Laplace passes of a batch run in chunks of ceil(B / 2) examples (B >= 2)
+// in a workspace made for the chunk. Why: the workspace is the largest thing a
+// step holds (saved activations for every layer: ~100 MiB for the 20m bench
+// model at B = 4, T = 128); after training it is sized for the training batch,
+// and with it at full size every byte of K-FAC state and predictive Jacobians
+// lands on top of the training's peak. Released and re-made for half the
+// examples, it leaves the Laplace state room inside what training held.
+// Per-example numbers do not depend on the chunking (no op mixes examples;
+// GEMM rounding may differ in the last bit), and the accumulator stages each
+// chunk's rows so that they reach the factors in the order and grouping of
+// the whole batch (KfacAccumulator::stage_pass).
+static int laplace_chunk(LlamaModel& m, int B, int T, int C) {
+  if (B < 2) return B;
+  const int nb = (B + 1) / 2;
+  // Re-make the workspace only when it is well above the chunk's need (after
+  // training), not for every smaller batch shape.
+  if (double(m.workspace_bytes()) > 1.5 * double(m.mc_workspace_need(nb, T, C))) m.release_workspace();
+  return nb;
+}
+
+static McBatchView sub_batch(const McBatchView& b, int i0, int nb) {
+  McBatchView v = b;  // examples [i0, i0 + nb)
+  v.B = nb;
+  v.ids = b.ids + size_t(i0) * size_t(b.T);
+  v.mask = b.mask ? b.mask + size_t(i0) * size_t(b.T) : nullptr;
+  v.last = b.last + i0;
+  v.rows = b.rows + size_t(i0) * size_t(b.C);
+  v.labels = b.labels ? b.labels + i0 : nullptr;
+  return v;
+}
+
 FisherBatchStats fisher_batch(LlamaModel& m, const McBatchView& b, KfacAccumulator& acc, const FisherOptions& o,
                               uint64_t batch_index) {
   BL_CHECK(o.samples >= 1 && o.samples <= 4096, code::kInvalidArgument, "samples must be in [1, 4096]");
@@ -87,88 +119,117 @@ FisherBatchStats fisher_batch(LlamaModel& m, const McBatchView& b, KfacAccumulat
                i, " is not)");
   }
   acc.set_source_backend(&m.backend());
-  McOutput out = m.forward_mc(b, /*train=*/false);
-  std::vector<double> p, logp;
-  class_probs(out.logits, B, C, p, logp);
   FisherBatchStats st;
   st.n_examples = B;
-  labelled_loglik(b, logp, st.log_lik, st.n_labelled);
+  const int chunk = laplace_chunk(m, B, b.T, C);
+  const bool staged = chunk < B;
+  const uint64_t key = mix64(mix64(o.seed) ^ mix64(batch_index + 0x5851f42d4c957f2dull));
+  try {
+    for (int i0 = 0; i0 < B; i0 += chunk) {
+      const int nb = std::min(chunk, B - i0);
+      const McBatchView v = sub_batch(b, i0, nb);
+      McOutput out = m.forward_mc(v, /*train=*/false);
+      std::vector<double> p, logp;
+      class_probs(out.logits, nb, C, p, logp);
+      double ll = 0;
+      int nl = 0;
+      labelled_loglik(v, logp, ll, nl);
+      st.log_lik += ll;
+      st.n_labelled += nl;
 
-  std::vector<float> seed(size_t(B) * size_t(C));
-  auto run = [&](bool inputs, double weight) {
-    // Abort between passes (an aborted batch leaves the accumulator with some of
-    // its passes: Laplace.fit discards it; low-level callers must too).
-    check_cancel("Laplace fit");
-    acc.begin_example_pass(inputs, weight);
-    m.backward_mc(seed.data(), &acc, /*accumulate_grads=*/false, /*param_grads=*/false);
-  };
-  // seed row = scale * (e_y - p)
-  auto set_row = [&](int i, int y, double scale) {
-    for (int c = 0; c < C; ++c) {
-      const size_t k = size_t(i) * size_t(C) + size_t(c);
-      seed[k] = float(scale * ((c == y ? 1.0 : 0.0) - p[k]));
-    }
-  };
-  switch (o.type) {
-    case FisherType::kExact:
-      for (int c = 0; c < C; ++c) {
-        for (int i = 0; i < B; ++i) set_row(i, c, std::sqrt(p[size_t(i) * size_t(C) + size_t(c)]));
-        run(c == 0, 1.0);
-      }
-      break;
-    case FisherType::kSampled: {
-      const uint64_t key = mix64(mix64(o.seed) ^ mix64(batch_index + 0x5851f42d4c957f2dull));
-      for (int s = 0; s < o.samples; ++s) {
-        for (int i = 0; i < B; ++i) {
-          const uint64_t ctr = uint64_t(i) * uint64_t(o.samples) + uint64_t(s);
-          const double u = double(mix64(key + ctr) >> 11) * (1.0 / 9007199254740992.0);
-          int y = C - 1;
-          double cum = 0;
-          for (int c = 0; c < C; ++c) {
-            cum += p[size_t(i) * size_t(C) + size_t(c)];
-            if (u < cum) {
-              y = c;
-              break;
-            }
-          }
-          set_row(i, y, 1.0);
+      std::vector<float> seed(size_t(nb) * size_t(C));
+      int pass = 0;
+      auto run = [&](bool inputs, double weight) {
+        // Abort between passes (an aborted batch leaves the accumulator with some of
+        // its passes: Laplace.fit discards it; low-level callers must too).
+        check_cancel("Laplace fit");
+        acc.begin_example_pass(inputs, weight);
+        if (staged) acc.stage_pass(pass++);
+        m.backward_mc(seed.data(), &acc, /*accumulate_grads=*/false, /*param_grads=*/false);
+      };
+      // seed row = scale * (e_y - p)
+      auto set_row = [&](int i, int y, double scale) {
+        for (int c = 0; c < C; ++c) {
+          const size_t k = size_t(i) * size_t(C) + size_t(c);
+          seed[k] = float(scale * ((c == y ? 1.0 : 0.0) - p[k]));
         }
-        run(s == 0, 1.0 / o.samples);
+      };
+      switch (o.type) {
+        case FisherType::kExact:
+          for (int c = 0; c < C; ++c) {
+            for (int i = 0; i < nb; ++i) set_row(i, c, std::sqrt(p[size_t(i) * size_t(C) + size_t(c)]));
+            run(c == 0, 1.0);
+          }
+          break;
+        case FisherType::kSampled: {
+          for (int s = 0; s < o.samples; ++s) {
+            for (int i = 0; i < nb; ++i) {
+              // keyed by the example's index in the whole batch: chunking draws the same labels
+              const uint64_t ctr = uint64_t(i0 + i) * uint64_t(o.samples) + uint64_t(s);
+              const double u = double(mix64(key + ctr) >> 11) * (1.0 / 9007199254740992.0);
+              int y = C - 1;
+              double cum = 0;
+              for (int c = 0; c < C; ++c) {
+                cum += p[size_t(i) * size_t(C) + size_t(c)];
+                if (u < cum) {
+                  y = c;
+                  break;
+                }
+              }
+              set_row(i, y, 1.0);
+            }
+            run(s == 0, 1.0 / o.samples);
+          }
+          break;
+        }
+        case FisherType::kEmpirical:
+          for (int i = 0; i < nb; ++i) set_row(i, v.labels[i], 1.0);
+          run(true, 1.0);
+          break;
       }
-      break;
     }
-    case FisherType::kEmpirical:
-      for (int i = 0; i < B; ++i) set_row(i, b.labels[i], 1.0);
-      run(true, 1.0);
-      break;
+    if (staged) acc.end_staging();
+  } catch (...) {
+    if (staged) acc.drop_staged();
+    throw;
   }
   return st;
 }
 
 PredictBatchOut predict_batch(LlamaModel& m, const McBatchView& b, std::shared_ptr<const Posterior> post) {
   const int B = b.B, C = b.C;
-  McOutput out = m.forward_mc(b, /*train=*/false);
   PredictBatchOut r;
   r.B = B;
   r.C = C;
-  r.logits = out.logits;
-  std::vector<double> p, logp;
-  class_probs(out.logits, B, C, p, logp);
-  labelled_loglik(b, logp, r.log_lik, r.n_labelled);
-  {
-    JacobianProjector jp(std::move(post), &m.backend());
-    jp.begin_batch(B, C);
-    std::vector<float> seed(size_t(B) * size_t(C));
+  r.logits.resize(size_t(B) * size_t(C));
+  r.lambda.resize(size_t(B) * size_t(C) * size_t(C));
+  const int chunk = laplace_chunk(m, B, b.T, C);
+  for (int i0 = 0; i0 < B; i0 += chunk) {
+    const int nb = std::min(chunk, B - i0);
+    const McBatchView v = sub_batch(b, i0, nb);
+    McOutput out = m.forward_mc(v, /*train=*/false);
+    std::copy(out.logits.begin(), out.logits.end(), r.logits.begin() + long(size_t(i0) * size_t(C)));
+    std::vector<double> p, logp;
+    class_probs(out.logits, nb, C, p, logp);
+    double ll = 0;
+    int nl = 0;
+    labelled_loglik(v, logp, ll, nl);
+    r.log_lik += ll;
+    r.n_labelled += nl;
+    JacobianProjector jp(post, &m.backend());
+    jp.begin_batch(nb, C);
+    std::vector<float> seed(size_t(nb) * size_t(C));
     for (int c = 0; c < C; ++c) {
       std::fill(seed.begin(), seed.end(), 0.0f);
-      for (int i = 0; i < B; ++i) seed[size_t(i) * size_t(C) + size_t(c)] = 1.0f;
+      for (int i = 0; i < nb; ++i) seed[size_t(i) * size_t(C) + size_t(c)] = 1.0f;
       check_cancel("Laplace predict");
       jp.set_class(c);
       m.backward_mc(seed.data(), &jp, /*accumulate_grads=*/false, /*param_grads=*/false);
     }
-    r.lambda = jp.lambda();
+    const std::vector<double> lam = jp.lambda();
+    std::copy(lam.begin(), lam.end(), r.lambda.begin() + long(size_t(i0) * size_t(C) * size_t(C)));
   }
-  release_free_heap();  // the projector's Jacobians (B x C per layer) were just freed
+  release_free_heap();  // the projectors' Jacobians were just freed
   return r;
 }
 

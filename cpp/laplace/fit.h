@@ -8,6 +8,10 @@
 //   empirical  1 pass, y = the label, seed = e_y - p      (biased; for comparison)
 //   predictive C passes, seed e_c: J_c = df_c / dtheta per layer, projected
 // The input factor is accumulated in the first pass of each batch only.
+// Memory: a batch of B >= 2 runs as two chunks of ceil(B / 2) examples (each
+// its own forward and passes) in a workspace re-made for the chunk when the
+// model holds a larger one (after training); see laplace_chunk in fit.cc.
+// Fisher rows are staged so they reach the factors as from the whole batch.
 #pragma once
 #include <memory>
 #include <string>

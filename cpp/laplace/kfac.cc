@@ -72,6 +72,10 @@ void KfacFactor::set_rows(const float* X, int n, const std::vector<int>& starts,
 }
 
 void KfacFactor::add_rows(const float* X, int n, double scale, fvec& scratch) {
+  if (stage_pass_ >= 0) {
+    if (n > 0 && scale != 0) staged_.push_back({stage_pass_, scale, std::vector<float>(X, X + size_t(n) * size_t(d_))});
+    return;
+  }
   if (n <= 0 || scale == 0) return;
   if (lr_) {
     for (int i = 0; i < n; ++i) lr_->add_column_f32(X + size_t(i) * size_t(d_), scale);
@@ -89,6 +93,25 @@ void KfacFactor::add_rows(const float* X, int n, double scale, fvec& scratch) {
   const size_t D = size_t(d_);
   scratch.resize(D * D);
   cpu_backend().kfac_accumulate(S_.data(), X, n, d_, d_, scale * scale, scratch.data());
+}
+
+void KfacFactor::unstage(fvec& scratch) {
+  stage_pass_ = -1;
+  std::vector<Staged> held;
+  held.swap(staged_);
+  std::stable_sort(held.begin(), held.end(), [](const Staged& a, const Staged& b) { return a.pass < b.pass; });
+  std::vector<float> rows;
+  for (size_t i = 0; i < held.size();) {
+    size_t j = i;  // one call per run of the same pass and scale
+    rows.clear();
+    while (j < held.size() && held[j].pass == held[i].pass && held[j].scale == held[i].scale) {
+      rows.insert(rows.end(), held[j].rows.begin(), held[j].rows.end());
+      std::vector<float>().swap(held[j].rows);
+      ++j;
+    }
+    add_rows(rows.data(), int(rows.size() / size_t(d_)), held[i].scale, scratch);
+    i = j;
+  }
 }
 
 void KfacFactor::merge_from(KfacFactor& o) {
@@ -359,6 +382,29 @@ void KfacAccumulator::merge(KfacAccumulator& o) {
     a.A.merge_from(b.A);
     a.G.merge_from(b.G);
     a.Z += zb;
+  }
+}
+
+void KfacAccumulator::stage_pass(int pass) {
+  for (auto& l : layers_) {
+    l->A.stage_pass(pass);
+    l->G.stage_pass(pass);
+  }
+}
+
+void KfacAccumulator::end_staging() {
+  for (auto& l : layers_) {
+    l->A.unstage(gram_);
+    l->G.unstage(gram_);
+  }
+}
+
+void KfacAccumulator::drop_staged() {
+  for (auto& l : layers_) {
+    l->A.stage_pass(-1);
+    l->G.stage_pass(-1);
+    l->A.drop_staged();
+    l->G.drop_staged();
   }
 }
 

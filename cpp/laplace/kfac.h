@@ -98,8 +98,24 @@ class KfacFactor {
   }
   void merge_from(KfacFactor& o);
 
+  // Staging (fit.h runs a batch in example chunks): while pass >= 0, add_rows
+  // only holds its rows under that pass index; unstage() then adds each
+  // pass's rows, in pass order, as one add_rows call: the rows, order and
+  // grouping of the batch run whole (low-rank compressions see the same
+  // column sequence).
+  void stage_pass(int pass) { stage_pass_ = pass; }
+  void unstage(fvec& scratch);
+  void drop_staged() { std::vector<Staged>().swap(staged_); }
+
  private:
+  struct Staged {
+    int pass;
+    double scale;
+    std::vector<float> rows;  // n x d
+  };
   void unstack();  // rows -> d x d sum
+  std::vector<Staged> staged_;
+  int stage_pass_ = -1;
   int d_;
   MemCounter* mc_;
   dvec S_;
@@ -148,6 +164,13 @@ class KfacAccumulator : public LoraObserver {
 
   // Compress pending low-rank columns (before reading factors).
   void flush();
+
+  // Chunked batches (fit.h): stage_pass(p >= 0) holds the rows of the coming
+  // observations under pass p; end_staging() adds all held rows in pass order
+  // (KfacFactor::unstage) and stops holding; drop_staged() discards them.
+  void stage_pass(int pass);
+  void end_staging();
+  void drop_staged();
 
   MemCounter& memory() { return mem_; }
   // The backend whose memory observe() receives (the model's).

@@ -144,6 +144,9 @@ class LlamaModel {
     ws_.release();
     fwd_valid_ = false;
   }
+  size_t workspace_bytes() const { return ws_.bytes(); }
+  // Bytes the workspace needs for a multiple-choice batch of this shape.
+  size_t mc_workspace_need(int B, int T, int C) const { return Workspace::need(dims(), WsMode::kMc, B, T, C); }
 
  private:
   struct Lin {

@@ -109,6 +109,13 @@ void layout(Carver& cv, const WsDims& D, WsMode mode, int B, int T, int C, Acts&
 
 }  // namespace
 
+size_t Workspace::need(const WsDims& dims, WsMode mode, int B, int T, int C) {
+  Carver count(nullptr);
+  Acts scratch;
+  layout(count, dims, mode, B, T, C, scratch);
+  return count.used();
+}
+
 void Workspace::prepare(Backend& be, const WsDims& dims, WsMode mode, int B, int T, int C,
                         Acts& acts) {
   Carver count(nullptr);

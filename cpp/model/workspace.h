@@ -63,6 +63,8 @@ class Workspace {
   void prepare(Backend& be, const WsDims& dims, WsMode mode, int B, int T, int C, Acts& acts);
   void release() { buf_.reset(); }
   size_t bytes() const { return buf_.bytes(); }
+  // Bytes prepare() needs for this shape (what a smaller batch would hold).
+  static size_t need(const WsDims& dims, WsMode mode, int B, int T, int C);
 
  private:
   Buffer buf_;
