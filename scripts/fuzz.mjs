@@ -222,6 +222,11 @@ const record = {
   seconds_total: (performance.now() - t0) / 1000,
   machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, loadavg: os.loadavg() },
   commit: git.stdout?.trim() || null,
+  // Files under test that differed from the commit (a shared checkout: others' work in progress is compiled in too).
+  uncommitted: (spawnSync('git', ['status', '--porcelain', '--', 'cpp', 'ts', 'fuzz'], { cwd: root, encoding: 'utf8' }).stdout ?? '')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => l.slice(3)),
   command: `npm run fuzz -- ${args.join(' ')}`.trim(),
   date: new Date().toISOString(),
 };
