@@ -16,8 +16,10 @@ void token_reduce(float* out, const float* X, const uint8_t* mask, const int32_t
                   bool mean) {
   const size_t D = size_t(d), Tn = size_t(T);
   // One example per chunk item; each output element sums its tokens in t
-  // order, so the result does not depend on the thread split.
-  parallel_for(size_t(n), std::max<size_t>(1, (size_t(1) << 16) / (D * Tn + 1)), [&](size_t i0, size_t i1) {
+  // order, so the result does not depend on the thread split. Chunks of at
+  // least ~1M elements: the loop streams X once (memory-bound), and waking
+  // workers for less measured slower than one thread on a busy machine.
+  parallel_for(size_t(n), std::max<size_t>(1, (size_t(1) << 20) / (D * Tn + 1)), [&](size_t i0, size_t i1) {
     std::vector<double> acc(D);
     for (size_t i = i0; i < i1; ++i) {
       std::fill(acc.begin(), acc.end(), 0.0);
