@@ -25,6 +25,24 @@ describe('swiglu', () => {
     expect(d.dgate[4]).toBeCloseTo(0.5, 7); // silu'(0) = 1/2
   });
 
+  it('matches the reference over a wide range of gates (8-lane path and its tail)', () => {
+    // gates from -100 to 100 (exp's clamp at |g| > 87 included), 1003 values: 125 vectors + a tail of 3
+    const m = 1003;
+    const g = Float32Array.from({ length: m }, (_, i) => -100 + (200 * i) / (m - 1));
+    const u = r.f32(m);
+    expectClose(swigluFwd({ gate: g, up: u, n: m }), swigluRef(g, u), { atol: 1e-30, rtol: 2e-6 }, 'out');
+    const R = r.f32(m);
+    const d = swigluBwd({ dout: R, gate: g, up: u, n: m });
+    const gd = f64(g);
+    const ud = f64(u);
+    // analytic derivatives in float64
+    const s = gd.map((x) => 1 / (1 + Math.exp(-x)));
+    const dgRef = gd.map((x, i) => R[i] * ud[i] * s[i] * (1 + x * (1 - s[i])));
+    const duRef = gd.map((x, i) => R[i] * x * s[i]);
+    expectClose(d.dgate, dgRef, { atol: 1e-30, rtol: 5e-6 }, 'dgate');
+    expectClose(d.dup, duRef, { atol: 1e-30, rtol: 5e-6 }, 'dup');
+  });
+
   it('backward matches finite differences and accumulates', () => {
     const R = r.f32(n);
     const g = swigluBwd({ dout: R, gate, up, n });
