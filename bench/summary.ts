@@ -71,17 +71,20 @@ function peers(j: J): string {
 
 function memory(j: J): string {
   return table(
-    ['model', 'LoRA peak RSS', 'LoRA + Laplace peak RSS', 'overhead', 'of what the run adds', 'target', '', 'all sides low rank: peak', 'overhead'],
+    ['model', 'LoRA peak RSS', 'LoRA + Laplace peak RSS', 'overhead', 'range', 'of what the run adds', 'target', '', 'all sides low rank: peak', 'overhead', 'Laplace state', 'state / LoRA peak'],
     j.rows.map((r: J) => [
       r.model,
       mib(r.lora_peak_bytes),
       mib(r.laplace_peak_bytes),
       pct(r.overhead),
+      r.overhead_range ? `${pct(r.overhead_range[0])} to ${pct(r.overhead_range[1])}` : 'n/a',
       r.overhead_vs_run_added === null ? 'n/a' : pct(r.overhead_vs_run_added),
       `<= ${pct(j.targets.overhead_max)}`,
       ok(r.met),
       r.laplace_lowrank_peak_bytes ? mib(r.laplace_lowrank_peak_bytes) : 'n/a',
       r.overhead_lowrank !== undefined ? pct(r.overhead_lowrank) : 'n/a',
+      r.laplace_state_bytes !== undefined ? mib(r.laplace_state_bytes) : 'n/a',
+      r.laplace_state_vs_lora_peak !== undefined ? pct(r.laplace_state_vs_lora_peak) : 'n/a',
     ]),
   );
 }
