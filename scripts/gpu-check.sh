@@ -9,7 +9,7 @@
 #                       factors, log marginal likelihood, Lambda)
 #   5. 7B benchmark:    node test/gpu/bench7b.mjs (LLaMA2-7B-shaped random bf16
 #                       model; sized to the time left, fewer layers if short)
-#   6. kernel harnesses: cuda/dev (attention, rmsnorm, gemm/LoRA/K-FAC,
+#   6. kernel harnesses: cuda/dev (attention, rmsnorm, gemm/LoRA/K-FAC, fused LoRA + K-FAC factor ops,
 #                       pointwise: swiglu, xent, rope, embedding, dropout, adamw; errors)
 #   7. op benchmark:    node test/gpu/bench.mjs
 # All within 8 minutes (TOTAL_S, default 470 s: every step's limit is capped
@@ -216,7 +216,7 @@ fi
 step "kernel harnesses (cuda/dev)"
 : > "$OUTDIR/dev-harness.log"
 run_step harness-build 240 env JOBS="$JOBS" CUDA_ARCHS=90 bash scripts/cuda-compile-check.sh --dev "$BUILD/dev"
-for h in attention_dev rmsnorm_dev lora_gemm_dev pointwise_dev errors_dev; do
+for h in attention_dev rmsnorm_dev lora_gemm_dev lora_dev pointwise_dev errors_dev; do
   if [ -x "$BUILD/dev/$h" ]; then
     echo "--- $h" | tee -a "$OUTDIR/dev-harness.log"
     run_step "$h" 90 bash -c "set -o pipefail; '$BUILD/dev/$h' 2>&1 | tee -a '$OUTDIR/dev-harness.log'"
