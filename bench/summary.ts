@@ -70,8 +70,12 @@ function peers(j: J): string {
 }
 
 function memory(j: J): string {
-  return table(
-    ['model', 'LoRA peak RSS', 'LoRA + Laplace peak RSS', 'overhead', 'range', 'of what the run adds', 'target', '', 'all sides low rank: peak', 'overhead', 'Laplace state', 'state / LoRA peak'],
+  const note =
+    'Overhead = median peak RSS of fresh LoRA + Laplace processes over that of fresh LoRA-only processes (range: every pair of runs). ' +
+    'In-run increment = in each LoRA + Laplace process, how far the fit, prior and predictive raise the peak above that process\'s own training peak (median): ' +
+    'the Laplace part\'s addition without the spread of the training peak between processes.';
+  return note + '\n\n' + table(
+    ['model', 'LoRA peak RSS', 'LoRA + Laplace peak RSS', 'overhead', 'range', 'of what the run adds', 'target', '', 'in-run increment', '', 'all sides low rank: peak', 'overhead', 'Laplace state', 'state / LoRA peak'],
     j.rows.map((r: J) => [
       r.model,
       mib(r.lora_peak_bytes),
@@ -81,6 +85,8 @@ function memory(j: J): string {
       r.overhead_vs_run_added === null ? 'n/a' : pct(r.overhead_vs_run_added),
       `<= ${pct(j.targets.overhead_max)}`,
       ok(r.met),
+      r.overhead_in_run !== undefined ? pct(r.overhead_in_run) : 'n/a',
+      r.met_in_run !== undefined ? ok(r.met_in_run) : '',
       r.laplace_lowrank_peak_bytes ? mib(r.laplace_lowrank_peak_bytes) : 'n/a',
       r.overhead_lowrank !== undefined ? pct(r.overhead_lowrank) : 'n/a',
       r.laplace_state_bytes !== undefined ? mib(r.laplace_state_bytes) : 'n/a',
