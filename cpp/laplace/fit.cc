@@ -7,6 +7,7 @@
 #include "backend/backend.h"
 #include "core/cancel.h"
 #include "core/error.h"
+#include "laplace/linalg64.h"
 #include "laplace/persist.h"
 
 namespace bl::laplace {
@@ -62,6 +63,27 @@ void class_probs(const std::vector<float>& logits, int B, int C, std::vector<dou
       p[size_t(b) * size_t(C) + size_t(c)] = std::exp(double(f[c]) - lse);
     }
   }
+}
+
+// Per example i, the C x (C - 1) matrix R_i (row-major at R[i * C * (C - 1)])
+// with R_i R_i^T = diag(p_i) - p_i p_i^T: the eigenvectors of the C - 1
+// largest eigenvalues scaled by their square roots (the smallest eigenvalue
+// belongs to the ones vector and is zero up to rounding). Float64 throughout.
+std::vector<double> exact_seeds(const std::vector<double>& p, int B, int C) {
+  const size_t c = size_t(C), k = size_t(C - 1);
+  std::vector<double> R(size_t(B) * c * k), H(c * c), w(c), V(c * c);
+  for (int i = 0; i < B; ++i) {
+    const double* pi = &p[size_t(i) * c];
+    for (size_t a = 0; a < c; ++a)
+      for (size_t b = 0; b < c; ++b) H[a * c + b] = (a == b ? pi[a] : 0.0) - pi[a] * pi[b];
+    la::sym_eig(C, H.data(), w.data(), V.data());
+    double* Ri = &R[size_t(i) * c * k];
+    for (size_t j = 0; j < k; ++j) {
+      const double s = std::sqrt(std::max(w[j], 0.0));
+      for (size_t a = 0; a < c; ++a) Ri[a * k + j] = V[a * c + j] * s;
+    }
+  }
+  return R;
 }
 
 void labelled_loglik(const McBatchView& b, const std::vector<double>& logp, double& ll, int& n) {
@@ -155,12 +177,32 @@ FisherBatchStats fisher_batch(LlamaModel& m, const McBatchView& b, KfacAccumulat
         }
       };
       switch (o.type) {
-        case FisherType::kExact:
-          for (int c = 0; c < C; ++c) {
-            for (int i = 0; i < nb; ++i) set_row(i, c, std::sqrt(p[size_t(i) * size_t(C) + size_t(c)]));
-            run(c == 0, 1.0);
+        case FisherType::kExact: {
+          // 'aligned' normalises each pass's summed gradient, so it is not a
+          // function of sum_c seed seed^T: it keeps the C seeds of the SPEC.
+          if (C < 2 || acc.options().tokens == TokenMode::kAligned) {
+            for (int c = 0; c < C; ++c) {
+              for (int i = 0; i < nb; ++i) set_row(i, c, std::sqrt(p[size_t(i) * size_t(C) + size_t(c)]));
+              run(c == 0, 1.0);
+            }
+            break;
+          }
+          // The C seeds sqrt(p_c) (e_c - p) are the columns of a square root of
+          // H = diag(p) - p p^T, and 'reduce' / 'expand' factors only see
+          // sum_c seed seed^T = H (every observed gradient row is linear in the
+          // seed, and G sums their outer products). H has rank C - 1 (H 1 =
+          // 0), so the C - 1 columns U_k sqrt(w_k) of its leading eigenpairs
+          // give the same Fisher with one backward pass fewer per example.
+          const std::vector<double> R = exact_seeds(p, nb, C);
+          for (int j = 0; j < C - 1; ++j) {
+            for (int i = 0; i < nb; ++i)
+              for (int c = 0; c < C; ++c)
+                seed[size_t(i) * size_t(C) + size_t(c)] =
+                    float(R[(size_t(i) * size_t(C) + size_t(c)) * size_t(C - 1) + size_t(j)]);
+            run(j == 0, 1.0);
           }
           break;
+        }
         case FisherType::kSampled: {
           for (int s = 0; s < o.samples; ++s) {
             for (int i = 0; i < nb; ++i) {

@@ -4,6 +4,8 @@
 // (eval mode: no dropout) and then repeated backward passes whose seeds pick
 // the curvature:
 //   exact      C passes, seed_c = sqrt(p_c) (e_c - p)   (sum_c = the GGN/Fisher)
+//              run as C - 1 passes whose seeds are a rank-(C-1) square root of
+//              diag(p) - p p^T (same sum of seed outer products; 'aligned' keeps C)
 //   sampled    m passes, y ~ p, seed = e_y - p, weight 1/m
 //   empirical  1 pass, y = the label, seed = e_y - p      (biased; for comparison)
 //   predictive C passes, seed e_c: J_c = df_c / dtheta per layer, projected
