@@ -13,6 +13,15 @@ export interface LoadOptions {
   backend?: 'cpu' | 'cuda';
   /** Make every base weight trainable (owned f32 copies + gradients), for pre-training. */
   fullTraining?: boolean;
+  /**
+   * Storage of the frozen linear weights (q/k/v/o/gate/up/down). 'bf16' keeps them as
+   * bfloat16 (half the bytes; products with float32 accumulation; an F32/F16 checkpoint
+   * is rounded to nearest-even), 'f32' as float32. Default: 'bf16' on 'cuda' when every
+   * linear weight in the checkpoint is BF16, else 'f32' (always on 'cpu'). Embeddings,
+   * norms, biases and lm_head stay float32; LoRA and optimizer state are always float32.
+   * 'bf16' with fullTraining is an INVALID_ARGUMENT error.
+   */
+  weightDtype?: 'bf16' | 'f32';
 }
 
 export interface ForwardResult {
@@ -124,6 +133,10 @@ export interface ModelInfo {
   numTrainable: number;
   fullTraining: boolean;
   nativeBytes: number;
+  /** Storage of the frozen linear weights as resolved at load ('f32' after enableFullTraining). */
+  weightDtype: 'bf16' | 'f32';
+  /** Bytes of all base-weight storage, owned or borrowed from the checkpoint mmap (tied once). */
+  weightBytes: number;
   optimizerSteps: number;
   lora: null | {
     r: number;
@@ -152,7 +165,9 @@ export class Model {
   /** Load config.json + model.safetensors (or a sharded index) from `dir`. */
   static async load(dir: string, opts: LoadOptions = {}): Promise<Model> {
     const addon: NativeAddon = loadNative();
-    const n = await nativeAsync(() => addon.Model.load(dir, { backend: opts.backend ?? 'cpu', fullTraining: opts.fullTraining ?? false }));
+    const nopts: Record<string, unknown> = { backend: opts.backend ?? 'cpu', fullTraining: opts.fullTraining ?? false };
+    if (opts.weightDtype !== undefined) nopts.weightDtype = opts.weightDtype;
+    const n = await nativeAsync(() => addon.Model.load(dir, nopts));
     return new Model(n as NativeModel);
   }
 

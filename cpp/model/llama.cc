@@ -46,7 +46,7 @@ LlamaModel::LlamaModel(const ModelConfig& cfg, Checkpoint ckpt, Backend& be, con
   BL_CHECK(cfg_.num_key_value_heads >= 1 && cfg_.num_attention_heads % cfg_.num_key_value_heads == 0,
            code::kBadFile, "config: num_attention_heads (", cfg_.num_attention_heads,
            ") must be a multiple of num_key_value_heads (", cfg_.num_key_value_heads, ")");
-  weights_.load(cfg_, ckpt_, be, opt.full_training);
+  weights_.load(cfg_, ckpt_, be, opt.full_training, opt.weight_dtype);
   inv_freq_host_ = rope_inv_freq(cfg_);
   inv_freq_ = Buffer(be, inv_freq_host_.size() * sizeof(float));
   be.to_device(inv_freq_.data(), inv_freq_host_.data(), inv_freq_.bytes());
@@ -307,7 +307,13 @@ int LlamaModel::lowest_lora_layer() const {
 
 void LlamaModel::lin_fwd(const Lin& L, const float* x, float* y, float* u, int N) {
   Backend& be = *be_;
-  be.gemm(false, true, N, L.out, L.in, 1.0f, x, L.in, L.w->data, L.in, 0.0f, y, L.out);
+  // Frozen product y = x W^T; a bf16-stored W goes through the bf16-weight
+  // GEMM (float32 accumulation; the CPU widens W exactly, so it equals the f32
+  // path on bf16-representable weights).
+  if (L.w->is_bf16())
+    be.gemm_bf16w(false, true, N, L.out, L.in, 1.0f, x, L.in, L.w->bf16, L.in, 0.0f, y, L.out);
+  else
+    be.gemm(false, true, N, L.out, L.in, 1.0f, x, L.in, L.w->data, L.in, 0.0f, y, L.out);
   if (L.b) be.add_bias(y, L.b->data, N, L.out);
   if (L.lora) {
     const LoraModule& m = *L.lora;
@@ -326,7 +332,12 @@ void LlamaModel::lin_fwd(const Lin& L, const float* x, float* y, float* u, int N
 void LlamaModel::lin_bwd(const Lin& L, const float* x, const float* u, const float* g, float* dx,
                          int N, bool pg, LoraObserver* obs, int B, int T, const uint8_t* mask) {
   Backend& be = *be_;
-  if (dx) be.gemm(false, false, N, L.in, L.out, 1.0f, g, L.out, L.w->data, L.in, 1.0f, dx, L.in);
+  if (dx) {  // dx += g W (frozen W; bf16 store: the bf16-weight GEMM)
+    if (L.w->is_bf16())
+      be.gemm_bf16w(false, false, N, L.in, L.out, 1.0f, g, L.out, L.w->bf16, L.in, 1.0f, dx, L.in);
+    else
+      be.gemm(false, false, N, L.in, L.out, 1.0f, g, L.out, L.w->data, L.in, 1.0f, dx, L.in);
+  }
   if (pg && full_training()) {
     be.gemm(true, false, L.out, L.in, N, 1.0f, g, L.out, x, L.in, 1.0f, L.w->grad.f(), L.in);
     if (L.b) be.bias_bwd(L.b->grad.f(), g, N, L.out);

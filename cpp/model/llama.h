@@ -38,6 +38,7 @@ namespace bl {
 
 struct LoadOptions {
   bool full_training = false;  // all weights trainable (owned f32 copies + gradients)
+  WeightDtype weight_dtype = WeightDtype::kAuto;  // frozen linear weights' storage (weights.h)
 };
 
 // Result of a multiple-choice forward, copied to host.

@@ -139,7 +139,7 @@ void save_model(const LlamaModel& m, const std::string& dir) {
   host.reserve(w.params().size());
   for (const auto& p : w.params()) {
     host.emplace_back(size_t(p->numel()));
-    m.backend().to_host(host.back().data(), p->data, host.back().size() * sizeof(float));
+    LlamaWeights::to_host_f32(m.backend(), *p, host.back().data());  // bf16 store widens exactly
     ts.push_back({p->name, DType::F32, p->shape, host.back().data()});
   }
   write_safetensors(dir + "/model.safetensors", ts, {{"format", "pt"}});

@@ -1,6 +1,7 @@
 // Base-weight validation and loading (see weights.h).
 #include "model/weights.h"
 
+#include <algorithm>
 #include <cstring>
 #include <sstream>
 
@@ -15,6 +16,16 @@ bool has_qkv_bias(const ModelConfig& c) {
 // Qwen2 never has an o_proj bias.
 bool has_o_bias(const ModelConfig& c) {
   return c.attention_bias && c.architecture != "Qwen2ForCausalLM";
+}
+
+WeightDtype parse_weight_dtype(const std::string& s) {
+  if (s == "f32") return WeightDtype::kF32;
+  if (s == "bf16") return WeightDtype::kBF16;
+  fail(code::kInvalidArgument, "weightDtype must be 'f32' or 'bf16', got '", s, "'");
+}
+
+const char* weight_dtype_name(WeightDtype t) {
+  return t == WeightDtype::kBF16 ? "bf16" : t == WeightDtype::kF32 ? "f32" : "auto";
 }
 
 static std::string shape_str(const std::vector<int64_t>& s) {
@@ -34,7 +45,10 @@ Param* LlamaWeights::add(const std::string& name, std::vector<int64_t> shape, bo
   return params_.back().get();
 }
 
-void LlamaWeights::load(const ModelConfig& c, const Checkpoint& ckpt, Backend& be, bool trainable) {
+void LlamaWeights::load(const ModelConfig& c, const Checkpoint& ckpt, Backend& be, bool trainable,
+                        WeightDtype wd) {
+  BL_CHECK(!(trainable && wd == WeightDtype::kBF16), code::kInvalidArgument,
+           "weightDtype 'bf16' cannot be combined with full training (trained weights are float32)");
   params_.clear();
   layers.clear();
   const int64_t d = c.hidden_size, V = c.vocab_size, I = c.intermediate_size;
@@ -81,11 +95,48 @@ void LlamaWeights::load(const ModelConfig& c, const Checkpoint& ckpt, Backend& b
     src.push_back(e);
   }
 
+  // The frozen linear weights the bf16 store covers.
+  std::vector<const Param*> lin;
+  for (auto& w : layers)
+    for (const Param* q : {w.q, w.k, w.v, w.o, w.gate, w.up, w.down}) lin.push_back(q);
+  auto is_lin = [&](const Param* q) { return std::find(lin.begin(), lin.end(), q) != lin.end(); };
+  if (wd == WeightDtype::kAuto) {
+    // A device backend with a BF16 checkpoint keeps the checkpoint's bytes (half
+    // the memory, tensor-core GEMMs); the CPU keeps f32, bit-identical to the
+    // float32 GEMM path and with no widening per product.
+    bool all_bf16 = !lin.empty();
+    for (size_t i = 0; i < params_.size(); ++i)
+      if (is_lin(params_[i].get()) && src[i]->dtype != DType::BF16) all_bf16 = false;
+    wd = (!be.host_memory() && !trainable && all_bf16) ? WeightDtype::kBF16 : WeightDtype::kF32;
+  }
+  wdtype_ = wd;
+
   std::vector<float> host;
+  std::vector<uint16_t> host16;
   for (size_t i = 0; i < params_.size(); ++i) {
     Param& p = *params_[i];
     const TensorEntry& e = *src[i];
     const size_t n = size_t(p.numel());
+    if (wd == WeightDtype::kBF16 && is_lin(&p)) {
+      const bool al2 = (reinterpret_cast<uintptr_t>(e.data) % alignof(uint16_t)) == 0;
+      if (e.dtype == DType::BF16 && be.host_memory() && al2) {
+        p.bf16 = static_cast<const uint16_t*>(e.data);  // read-only use of the mmap
+        continue;
+      }
+      p.owned = Buffer(be, n * sizeof(uint16_t));
+      host16.resize(n);
+      if (e.dtype == DType::BF16) {
+        std::memcpy(host16.data(), e.data, n * sizeof(uint16_t));
+      } else {
+        // F32/F16 -> bf16 rounds to nearest-even (via an exact f32 widening for F16).
+        host.resize(n);
+        convert_to_f32(host.data(), e.data, e.dtype, n);
+        for (size_t j = 0; j < n; ++j) host16[j] = f32_to_bf16(host[j]);
+      }
+      be.to_device(p.owned.data(), host16.data(), n * sizeof(uint16_t));
+      p.bf16 = static_cast<const uint16_t*>(p.owned.data());
+      continue;
+    }
     const bool aligned = (reinterpret_cast<uintptr_t>(e.data) % alignof(float)) == 0;
     if (e.dtype == DType::F32 && be.host_memory() && aligned && !trainable) {
       p.data = const_cast<float*>(static_cast<const float*>(e.data));  // read-only use
@@ -104,11 +155,30 @@ void LlamaWeights::load(const ModelConfig& c, const Checkpoint& ckpt, Backend& b
   if (trainable) make_trainable(be);
 }
 
+void LlamaWeights::to_host_f32(Backend& be, const Param& p, float* out) {
+  const size_t n = size_t(p.numel());
+  if (!p.is_bf16()) {
+    be.to_host(out, p.data, n * sizeof(float));
+    return;
+  }
+  std::vector<uint16_t> h(n);
+  be.to_host(h.data(), p.bf16, n * sizeof(uint16_t));
+  for (size_t j = 0; j < n; ++j) out[j] = bf16_to_f32(h[j]);
+}
+
 void LlamaWeights::make_trainable(Backend& be) {
   for (auto& pp : params_) {
     Param& p = *pp;
     const size_t bytes = size_t(p.numel()) * sizeof(float);
-    if (p.borrowed()) {
+    if (p.is_bf16()) {  // widen exactly into an owned f32 copy
+      std::vector<float> h(size_t(p.numel()));
+      to_host_f32(be, p, h.data());
+      Buffer b(be, bytes);
+      be.to_device(b.data(), h.data(), bytes);
+      p.owned = std::move(b);
+      p.data = p.owned.f();
+      p.bf16 = nullptr;
+    } else if (p.borrowed()) {
       Buffer b(be, bytes);
       be.copy(b.data(), p.data, bytes);
       p.owned = std::move(b);
@@ -120,11 +190,18 @@ void LlamaWeights::make_trainable(Backend& be) {
     }
   }
   trainable_ = true;
+  wdtype_ = WeightDtype::kF32;
 }
 
 int64_t LlamaWeights::numel() const {
   int64_t n = 0;
   for (auto& p : params_) n += p->numel();
+  return n;
+}
+
+size_t LlamaWeights::weight_bytes() const {
+  size_t n = 0;
+  for (auto& p : params_) n += p->storage_bytes();
   return n;
 }
 

@@ -387,6 +387,8 @@ Napi::Value ModelWrap::Load(const Napi::CallbackInfo& outer) {
     const std::string bname = opt_string(o, "backend", "cpu");
     LoadOptions lo;
     lo.full_training = opt_bool(o, "fullTraining", false);
+    const std::string wd = opt_string(o, "weightDtype", "auto");
+    if (wd != "auto") lo.weight_dtype = parse_weight_dtype(wd);
     Backend& be = get_backend(bname);
     auto slot = std::make_shared<std::unique_ptr<LlamaModel>>();
     return run_async(
@@ -752,7 +754,7 @@ Napi::Value ModelWrap::GetWeight(const Napi::CallbackInfo& info) {
   auto l = lease();
   Param* p = find_param(get_string(info[0], "name"));
   std::vector<float> h(static_cast<size_t>(p->numel()));
-  l->model().backend().to_host(h.data(), p->data, h.size() * sizeof(float));
+  LlamaWeights::to_host_f32(l->model().backend(), *p, h.data());  // bf16 store widens exactly
   return to_f32(info.Env(), h.data(), h.size());
 }
 
@@ -819,6 +821,8 @@ Napi::Value ModelWrap::Info(const Napi::CallbackInfo& info) {
   o.Set("numTrainable", Napi::Number::New(env, double(m.num_trainable())));
   o.Set("fullTraining", m.full_training());
   o.Set("nativeBytes", Napi::Number::New(env, double(m.native_bytes())));
+  o.Set("weightDtype", weight_dtype_name(m.weights().weight_dtype()));
+  o.Set("weightBytes", Napi::Number::New(env, double(m.weights().weight_bytes())));
   o.Set("optimizerSteps", m.optimizer().steps());
   if (m.has_lora()) {
     const LoraConfig& c = m.lora_config();

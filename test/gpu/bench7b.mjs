@@ -14,10 +14,12 @@
 //
 // The library loads models only from files, so the weights are written first
 // as a random safetensors checkpoint (test/gpu/random-model.mjs) into
-// /dev/shm when it has room, else the temp dir; the loader widens bf16 to
-// float32 in backend memory (the model keeps float32 weights, so frozen GEMMs
-// are float32 cuBLAS GEMMs, TF32 tensor cores with --tf32; Backend::gemm_bf16w
-// exists but the model does not call it because it does not store bf16).
+// /dev/shm when it has room, else the temp dir. The model loads with the bf16
+// frozen-weight store (--weight-dtype bf16, the default): q/k/v/o/gate/up/down
+// stay bfloat16 in backend memory (half the bytes of float32) and the frozen
+// GEMMs run as Backend::gemm_bf16w (bf16 tensor cores, float32 accumulation);
+// embeddings, norms and lm_head stay float32. --weight-dtype f32 widens every
+// weight to float32 (float32 cuBLAS GEMMs, TF32 tensor cores with --tf32).
 //
 // FLOPs counted per training step (MFU numerator), N = B*T tokens:
 //   frozen linears: forward 2*N*P_layer per layer; backward input gradient
@@ -31,7 +33,7 @@
 //
 // Usage: node test/gpu/bench7b.mjs [--device cuda|cpu] [--layers N] [--hidden D]
 //   [--ffn I] [--heads H] [--vocab V] [--batch B] [--seq T] [--batches N]
-//   [--predict-batches N] [--budget-s S] [--tf32] [--out FILE]
+//   [--predict-batches N] [--budget-s S] [--tf32] [--weight-dtype bf16|f32] [--out FILE]
 // CPU smoke test of the script (tiny shape): see docs/gpu.md.
 import fs from 'node:fs';
 import os from 'node:os';
@@ -74,6 +76,7 @@ const S = {
   r: 8,
   nKfac: 10,
   tf32: has('tf32'),
+  weightDtype: flag('weight-dtype', 'bf16'),
   out: flag('out', path.join(root, 'bench/results/gpu.json')),
 };
 const PEAK_BF16 = 989e12;  // H200 SXM dense bf16 tensor-core peak, FLOP/s
@@ -81,6 +84,7 @@ const log = (m) => console.error(`bench7b [${((performance.now() - t00) / 1000).
 
 // TF32 is read when the CUDA context is created: set it before loading.
 if (S.tf32) process.env.BAYESLORA_TF32 = '1';
+if (S.weightDtype !== 'bf16' && S.weightDtype !== 'f32') throw new Error(`bench7b: --weight-dtype must be bf16 or f32, got ${S.weightDtype}`);
 const require = createRequire(import.meta.url);
 const addonPath = process.env.BAYESLORA_ADDON
   ? path.resolve(process.env.BAYESLORA_ADDON)
@@ -143,7 +147,10 @@ const result = {
   addon: { path: addonPath, info },
   setup: { ...shape, batch: S.batch, seq: S.seq, classes: S.classes, lora_r: S.r, lora_alpha: 16, n_kfac: S.nKfac,
     tokens: 'reduce', fisher: 'sampled (m = 1)', prior: 'marglik', predict: 'mc, 1000 samples',
-    tf32: S.tf32, checkpoint_dtype: 'BF16', weights_in_memory: 'float32 (widened at load; gemm_bf16w not used by the model)' },
+    tf32: S.tf32, checkpoint_dtype: 'BF16',
+    weights_in_memory: S.weightDtype === 'bf16'
+      ? 'bf16 linear weights (gemm_bf16w, float32 accumulation); embeddings, norms, lm_head float32'
+      : 'float32 (widened at load)' },
 };
 function save() {
   fs.mkdirSync(path.dirname(S.out), { recursive: true });
@@ -162,11 +169,14 @@ try {
   log(`wrote ${(w.bytes / 2 ** 30).toFixed(2)} GiB (${(params / 1e9).toFixed(2)}B params) in ${result.checkpoint.write_s.toFixed(1)} s to ${dir}`);
 
   t = performance.now();
-  model = await addon.Model.load(dir, { backend: S.device });
+  model = await addon.Model.load(dir, { backend: S.device, weightDtype: S.weightDtype });
   result.load_s = (performance.now() - t) / 1000;
-  log(`loaded on ${S.device} in ${result.load_s.toFixed(1)} s`);
-  // The file is not needed once the weights are in backend memory (CPU keeps
-  // f32 weights zero-copy from the mmap only for F32 files; these are BF16).
+  const li = model.info();
+  result.weights = { dtype: li.weightDtype, bytes: li.weightBytes };
+  log(`loaded on ${S.device} in ${result.load_s.toFixed(1)} s (${li.weightDtype} store, ${(li.weightBytes / 2 ** 30).toFixed(2)} GiB of weights)`);
+  // The file is not needed once the weights are in backend memory. (The CPU
+  // bf16 store borrows the BF16 tensors from the mmap; removing the file keeps
+  // a mapping valid on Linux, the pages stay until the model is disposed.)
   fs.rmSync(dir, { recursive: true, force: true });
   model.addLora({ r: S.r, alpha: 16, dropout: 0, targetModules: ['q_proj', 'v_proj', 'lm_head'], seed: 1 });
 
@@ -255,7 +265,7 @@ try {
   result.memory = {
     posterior_bytes: postBytes,
     train_peak_bytes: trainPeak,
-    train_peak_source: 'Model.info().nativeBytes after the epoch: float32 weights, workspace, LoRA weights + gradients, AdamW moments (backend memory)',
+    train_peak_source: 'Model.info().nativeBytes after the epoch: base weights (bf16 or float32 store), workspace, LoRA weights + gradients, AdamW moments (backend memory)',
     ratio: postBytes / trainPeak,
   };
   log(`fit ${fit.toFixed(2)} s (${(fit / epoch).toFixed(2)}x epoch), posterior ${(postBytes / 2 ** 20).toFixed(1)} MiB = ${(100 * postBytes / trainPeak).toFixed(3)}% of training`);

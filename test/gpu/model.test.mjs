@@ -6,13 +6,21 @@
 // and the predictive Lambda. Skipped without a usable CUDA device (see
 // common.mjs; BAYESLORA_GPU_TEST_BACKEND=cpu self-checks this file cpu vs cpu).
 //
-// Tolerances are dtype-aware: weights are float32 in backend memory whatever
-// the checkpoint dtype (bf16 checkpoints are widened at load, so both backends
+// Tolerances are dtype-aware. The float32 cases load both sides with
+// weightDtype 'f32' (bf16 checkpoints are widened at load, so both backends
 // see the same values); float32 GEMMs differ only in summation order, TF32
 // (BAYESLORA_TF32=1) rounds GEMM inputs to 10 mantissa bits and gets bounds
 // scaled by 2^-10 / 2^-23 worth of headroom. Errors are measured relative to
 // the largest magnitude of the reference tensor (gradients and factors have
 // entries near zero whose relative error means nothing).
+//
+// The bf16-store case loads the device with weightDtype 'bf16' (frozen linear
+// weights kept as bfloat16, Backend::gemm_bf16w) against the CPU's f32 store
+// of the same BF16 checkpoint: the weights are identical, and the CUDA GEMM
+// rounds the activations to bf16 (8 significant bits, relative 2^-9 per
+// input, four times TF32's 2^-11), so its bounds are the TF32 ones times ~2.
+// In the cpu self-check the CPU bf16 store widens exactly and runs the same
+// float32 GEMM, so the comparison there is bit-exact (tolerance 0).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -76,11 +84,11 @@ function mcBatch(seed, B, T, C, V) {
 const SHAPE = { vocab: 96, hidden: 64, intermediate: 96, layers: 2, heads: 4, kvHeads: 2 };
 const LORA = { r: 4, alpha: 8, targetModules: ['q_proj', 'v_proj', 'lm_head'], seed: 5 };
 
-async function loadPair(dtype, dropout) {
+async function loadPair(dtype, dropout, devWeightDtype = 'f32') {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bl-gpu-model-'));
   writeRandomLlama(dir, { ...SHAPE, dtype, seed: 11, std: 0.05 });
-  const cpu = await addon.Model.load(dir, { backend: 'cpu' });
-  const dev = await addon.Model.load(dir, { backend: GPU });
+  const cpu = await addon.Model.load(dir, { backend: 'cpu', weightDtype: 'f32' });
+  const dev = await addon.Model.load(dir, { backend: GPU, weightDtype: devWeightDtype });
   fs.rmSync(dir, { recursive: true, force: true });
   const u = rng(99);
   for (const m of [cpu, dev]) m.addLora({ ...LORA, dropout });
@@ -183,3 +191,55 @@ for (const tokens of ['reduce', 'expand']) {
     for (const x of [pc, pd, ac, ad, cpu, dev]) x.dispose();
   });
 }
+
+// bf16 frozen-weight store on the device vs the CPU f32 store (see the header).
+const BF16TOL = GPU === 'cpu'
+  ? { logits: 0, grads: 0, factors: 0, loss: 0 }
+  : { logits: 4e-2, grads: 1e-1, factors: 1e-1, loss: 2e-2 };
+function closeOrEqual(got, want, tol, what) {
+  if (tol === 0) assert.deepEqual(Array.from(got), Array.from(want), `${what}: bit-exact`);
+  else closeRel(got, want, tol, what);
+}
+
+test('bf16 weight store: logits, LoRA gradients, K-FAC factors, training steps (BF16 checkpoint)', { skip }, async () => {
+  const { cpu, dev } = await loadPair('BF16', 0, 'bf16');
+  const ic = cpu.info(), id = dev.info();
+  assert.equal(ic.weightDtype, 'f32');
+  assert.equal(id.weightDtype, 'bf16');
+  const { hidden: d, intermediate: I, layers: L, heads: H, kvHeads: Hkv } = SHAPE;
+  const linear = L * (2 * d * d + 2 * d * (d / H) * Hkv + 3 * d * I);
+  assert.equal(ic.weightBytes - id.weightBytes, 2 * linear, 'the linear weights take half the bytes');
+
+  const batch = mcBatch(3, 5, 12, 4, SHAPE.vocab);
+  const fc = await cpu.forward(batch), fd = await dev.forward(batch);
+  closeOrEqual(fd.logits, fc.logits, BF16TOL.logits, 'bf16 store logits');
+  await cpu.backward(batch);
+  await dev.backward(batch);
+  const gc = cpu.getLoraGrads(), gd = dev.getLoraGrads();
+  for (let i = 0; i < gc.length; i++) {
+    closeOrEqual(gd[i].A, gc[i].A, BF16TOL.grads, `bf16 store ${gc[i].path}.dA`);
+    closeOrEqual(gd[i].B, gc[i].B, BF16TOL.grads, `bf16 store ${gc[i].path}.dB`);
+  }
+
+  // K-FAC factors, all dense (threshold above every side) so they compare entrywise.
+  const opts = (m) => ({ layers: addon.laplaceModelLayers(m, {}), tokens: 'reduce', threshold: 4096 });
+  const ac = new addon.KfacAccumulator(opts(cpu)), ad = new addon.KfacAccumulator(opts(dev));
+  const kb = mcBatch(21, 4, 10, 4, SHAPE.vocab);
+  await ac.fitBatch(cpu, kb, { fisher: 'exact' });
+  await ad.fitBatch(dev, kb, { fisher: 'exact' });
+  const layers = ac.layers();
+  for (let l = 0; l < layers.length; l++)
+    for (const side of ['A', 'G']) {
+      const xc = ac.factor(l, side), xd = ad.factor(l, side);
+      assert.equal(xc.kind, 'dense');
+      closeOrEqual(xd.data, xc.data, BF16TOL.factors, `bf16 store ${layers[l].name} ${side}`);
+    }
+
+  // A few AdamW steps: LoRA and optimizer state are float32 on both sides.
+  for (let s = 0; s < 3; s++) {
+    const rc = await cpu.trainStep(batch, { lr: 1e-2 }), rd = await dev.trainStep(batch, { lr: 1e-2 });
+    assert.ok(Number.isFinite(rd.loss), `step ${s}: loss ${rd.loss}`);
+    assert.ok(Math.abs(rd.loss - rc.loss) <= BF16TOL.loss * Math.abs(rc.loss), `step ${s}: loss ${rd.loss} vs ${rc.loss}`);
+  }
+  for (const x of [ac, ad, cpu, dev]) x.dispose();
+});
