@@ -1,6 +1,7 @@
 // Rotary position embedding, HF LLaMA "rotate half" convention: for j < hd/2
 // the pair (x_j, x_{j+hd/2}) is rotated by angle pos * inv_freq[j]. The
 // backward is the inverse rotation (rotation matrices are orthogonal).
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -15,18 +16,41 @@ namespace {
 void rope_apply(float* x, const int32_t* pos, const float* inv_freq, int N, int H, int hd,
                 float sign) {
   const int half = hd / 2;
-  const size_t row = size_t(H) * size_t(hd);
+  const size_t row = size_t(H) * size_t(hd), hf = size_t(half);
+  if (N <= 0 || half <= 0) return;
+  // The angle is formed and reduced in float64: at positions in the
+  // thousands a float32 product already loses ~1e-4 rad. Positions repeat
+  // in every example of a batch, so the cos/sin table is made once per
+  // distinct position (pos < N for the model's positions; anything else
+  // falls back to one table per token row) and serves all H heads.
+  int32_t lo = pos[0], hi = pos[0];
+  for (int i = 1; i < N; ++i) lo = std::min(lo, pos[i]), hi = std::max(hi, pos[i]);
+  const bool shared = lo >= 0 && hi < N;
+  const size_t P = shared ? size_t(hi) + 1 : 0;
+  std::vector<float> tab(P * 2 * hf);
+  auto fill = [&](float* cs, int32_t p) {
+    float* sn = cs + hf;
+    for (int j = 0; j < half; ++j) {
+      double a = double(p) * double(inv_freq[j]);
+      cs[j] = float(std::cos(a));
+      sn[j] = sign * float(std::sin(a));
+    }
+  };
+  if (shared)
+    parallel_for(P, std::max<size_t>(1, 4096 / hf), [&](size_t b, size_t e) {
+      for (size_t p = b; p < e; ++p) fill(&tab[p * 2 * hf], int32_t(p));
+    });
   parallel_for(size_t(N), row_grain(int64_t(row)), [&](size_t b, size_t e) {
-    std::vector<float> cs(static_cast<size_t>(half)), sn(static_cast<size_t>(half));
+    std::vector<float> own(shared ? 0 : 2 * hf);
     for (size_t i = b; i < e; ++i) {
-      // The angle is formed and reduced in float64: at positions in the
-      // thousands a float32 product already loses ~1e-4 rad. One table per
-      // token row serves all H heads.
-      for (int j = 0; j < half; ++j) {
-        double a = double(pos[i]) * double(inv_freq[j]);
-        cs[j] = float(std::cos(a));
-        sn[j] = sign * float(std::sin(a));
+      const float* cs = nullptr;
+      if (shared) {
+        cs = &tab[size_t(pos[i]) * 2 * hf];
+      } else {
+        fill(own.data(), pos[i]);
+        cs = own.data();
       }
+      const float* sn = cs + hf;
       for (int h = 0; h < H; ++h) {
         float* x1 = x + i * row + size_t(h) * size_t(hd);
         float* x2 = x1 + half;
