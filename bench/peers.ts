@@ -237,7 +237,7 @@ async function runCase(c: Case, threads: number, reps: { train: number; fit: num
 
 const flag = (args: string[], name: string, def: number): number => intFlag(args, 'peers', name, def);
 
-/** Flags: --quick (20m only), --seq=N (default 128), --batch=N (4), --fit-batches=N (2), --repeats=N (5 train/predict, 3 fit), --threads=N (default: ours). */
+/** Flags: --quick (20m only), --model=NAME (tiny parity + that model only, e.g. 120m; for iterating: the peers.json it writes has only that model's rows, so do not commit it), --seq=N (default 128), --batch=N (4), --fit-batches=N (2), --repeats=N (5 train/predict, 3 fit), --threads=N (default: ours). */
 export async function run(args: string[] = []): Promise<object> {
   const log = (m: string) => process.stderr.write(`bench peers: ${m}\n`);
   const torchVersion = torchAvailable();
@@ -268,7 +268,11 @@ export async function run(args: string[] = []): Promise<object> {
     full: true,
     nKfac: 16,
   };
-  const specs = quick ? ENGINE_MODELS.slice(0, 1) : ENGINE_MODELS;
+  const mArg = args.find((a) => a.startsWith('--model='));
+  const only = mArg ? mArg.slice('--model='.length) : null;
+  if (only !== null && !ENGINE_MODELS.some((m) => m.name === only))
+    throw new Error(`bench peers: --model=${only}: unknown model (known: ${ENGINE_MODELS.map((m) => m.name).join(', ')})`);
+  const specs = only !== null ? ENGINE_MODELS.filter((m) => m.name === only) : quick ? ENGINE_MODELS.slice(0, 1) : ENGINE_MODELS;
   const cases: Case[] = [
     tiny,
     ...specs.map((s) => ({
