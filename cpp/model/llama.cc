@@ -6,10 +6,13 @@
 //                    x' = x_mid + down(silu(gate(n2)) * up(n2)).
 // A LoRA linear:     y = x W0^T (+b) + s * (drop(x) A^T) B^T, with u = drop(x) A^T
 //                    saved; backward recomputes drop(x) from the step's seed.
+// Multiple-choice passes without an observer may run the last layer past its
+// attention on the B answer rows only (layer_fwd_last_rows / layer_bwd_last_rows).
 #include "model/llama.h"
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 
@@ -394,15 +397,14 @@ void LlamaModel::upload_tokens(const int32_t* ids, const uint8_t* mask, int B, i
   be_->to_device(a_.pos, pos.data(), size_t(N) * sizeof(int32_t));
 }
 
-void LlamaModel::layer_fwd(int l) {
+// n1 = rms(x); q,k,v; RoPE; la.att = attention output (all N rows).
+void LlamaModel::attn_core_fwd(int l) {
   Backend& be = *be_;
   const LayerWeights& w = weights_.layers[size_t(l)];
   LayerActs& la = a_.layers[size_t(l)];
   const int N = a_.N, d = cfg_.hidden_size, H = cfg_.num_attention_heads,
             Hkv = cfg_.num_key_value_heads, hd = cfg_.head_dim;
-  const float eps = float(cfg_.rms_norm_eps);
-  const float* x = a_.resid[size_t(l)];
-  be.rmsnorm_fwd(la.n1, la.rstd1, x, w.attn_norm->data, N, d, eps);
+  be.rmsnorm_fwd(la.n1, la.rstd1, a_.resid[size_t(l)], w.attn_norm->data, N, d, float(cfg_.rms_norm_eps));
   lin_fwd(layer_lin(l, kQ), la.n1, la.q, la.u[kQ], N);
   lin_fwd(layer_lin(l, kK), la.n1, la.k, la.u[kK], N);
   lin_fwd(layer_lin(l, kV), la.n1, la.v, la.u[kV], N);
@@ -410,6 +412,16 @@ void LlamaModel::layer_fwd(int l) {
   be.rope_fwd(la.k, a_.pos, inv_freq_.f(), N, Hkv, hd);
   AttnShape s{a_.B, a_.T, H, Hkv, hd};
   be.attention_fwd(la.att, la.att_saved, la.q, la.k, la.v, a_.mask, s, attn_scale_);
+}
+
+void LlamaModel::layer_fwd(int l) {
+  Backend& be = *be_;
+  const LayerWeights& w = weights_.layers[size_t(l)];
+  LayerActs& la = a_.layers[size_t(l)];
+  const int N = a_.N, d = cfg_.hidden_size;
+  const float eps = float(cfg_.rms_norm_eps);
+  const float* x = a_.resid[size_t(l)];
+  attn_core_fwd(l);
   lin_fwd(layer_lin(l, kO), la.att, la.x_mid, la.u[kO], N);
   be.add(int64_t(N) * d, x, la.x_mid, la.x_mid);
   be.rmsnorm_fwd(la.n2, la.rstd2, la.x_mid, w.mlp_norm->data, N, d, eps);
@@ -421,15 +433,58 @@ void LlamaModel::layer_fwd(int l) {
   be.add(int64_t(N) * d, la.x_mid, out, out);
 }
 
+// Multiple-choice heads read only the last real position of each example, so
+// in the last layer the other rows of o_proj, the residual, the MLP norm and
+// the MLP feed nothing. Attention (and q/k/v) stays full: the kept rows attend
+// to every key. Kept rows land compacted: x_mid/gate/up/u[o..down] use their
+// first B rows, a_.att_last holds the gathered attention output, and the
+// layer output goes straight to a_.hl (the head's input; resid[L] is unused).
+bool LlamaModel::last_rows_possible() const {
+  if (full_training() || cfg_.num_hidden_layers < 1) return false;
+  // Dropout masks are keyed by element index over all N rows: a compacted
+  // input would draw other masks, so dropout on these modules keeps the full path.
+  const auto& lo = lora_at_[size_t(cfg_.num_hidden_layers - 1)];
+  for (int k : {kO, kGate, kUp, kDown})
+    if (lo[size_t(k)] && dropout_on(*lo[size_t(k)])) return false;
+  const char* off = std::getenv("BAYESLORA_FULL_LAST_LAYER");
+  return !(off && *off && std::strcmp(off, "0") != 0);
+}
+
+void LlamaModel::layer_fwd_last_rows(int l) {
+  Backend& be = *be_;
+  const LayerWeights& w = weights_.layers[size_t(l)];
+  LayerActs& la = a_.layers[size_t(l)];
+  const int B = a_.B, d = cfg_.hidden_size, qd = cfg_.num_attention_heads * cfg_.head_dim;
+  const float eps = float(cfg_.rms_norm_eps);
+  const float* x = a_.resid[size_t(l)];
+  attn_core_fwd(l);  // all N rows: the kept rows attend to every key
+  // From here on B rows: the same per-row operations as layer_fwd.
+  be.gather_rows(a_.att_last, la.att, a_.last_idx, B, qd);
+  be.gather_rows(a_.hl, x, a_.last_idx, B, d);  // the residual rows (hl is overwritten below)
+  lin_fwd(layer_lin(l, kO), a_.att_last, la.x_mid, la.u[kO], B);
+  be.add(int64_t(B) * d, a_.hl, la.x_mid, la.x_mid);
+  be.rmsnorm_fwd(la.n2, la.rstd2, la.x_mid, w.mlp_norm->data, B, d, eps);
+  lin_fwd(layer_lin(l, kGate), la.n2, la.gate, la.u[kGate], B);
+  lin_fwd(layer_lin(l, kUp), la.n2, la.up, la.u[kUp], B);
+  be.swiglu_fwd(a_.act, la.gate, la.up, int64_t(B) * cfg_.intermediate_size);
+  lin_fwd(layer_lin(l, kDown), a_.act, a_.hl, la.u[kDown], B);
+  be.add(int64_t(B) * d, la.x_mid, a_.hl, a_.hl);
+}
+
 void LlamaModel::trunk_forward() {
   be_->embedding_fwd(a_.resid[0], a_.ids, weights_.embed->data, a_.N, cfg_.hidden_size);
-  for (int l = 0; l < cfg_.num_hidden_layers; ++l) {
+  const int L = cfg_.num_hidden_layers;
+  for (int l = 0; l < L; ++l) {
     check_cancel("forward");  // an AbortSignal stops within one layer (the forward leaves no state behind)
-    layer_fwd(l);
+    if (fwd_last_rows_ && l == L - 1)
+      layer_fwd_last_rows(l);
+    else
+      layer_fwd(l);
   }
 }
 
-McOutput LlamaModel::forward_mc(const McBatchView& b, bool train, int64_t dropout_step) {
+McOutput LlamaModel::forward_mc(const McBatchView& b, bool train, int64_t dropout_step,
+                                bool last_rows) {
   validate_mc_batch(b, cfg_.vocab_size);
   BL_CHECK(int64_t(b.B) * cfg_.vocab_size < int64_t(std::numeric_limits<int32_t>::max()),
            code::kInvalidArgument, "mc batch: B * vocab_size is too large");
@@ -441,6 +496,7 @@ McOutput LlamaModel::forward_mc(const McBatchView& b, bool train, int64_t dropou
   ws_.prepare(be, D, WsMode::kMc, b.B, b.T, b.C, a_);
 
   begin_forward(train, dropout_step);
+  fwd_last_rows_ = last_rows && last_rows_possible();
 
   const int B = b.B, C = b.C, T = b.T, d = cfg_.hidden_size;
   upload_tokens(b.ids, b.mask, B, T);
@@ -460,8 +516,8 @@ McOutput LlamaModel::forward_mc(const McBatchView& b, bool train, int64_t dropou
 
   trunk_forward();
 
-  // Head: last real position only, C rows only.
-  be.gather_rows(a_.hl, a_.resid[size_t(cfg_.num_hidden_layers)], a_.last_idx, B, d);
+  // Head: last real position only, C rows only (the last-rows layer wrote a_.hl itself).
+  if (!fwd_last_rows_) be.gather_rows(a_.hl, a_.resid[size_t(cfg_.num_hidden_layers)], a_.last_idx, B, d);
   be.rmsnorm_fwd(a_.nf, a_.rstd_f, a_.hl, weights_.norm->data, B, d, float(cfg_.rms_norm_eps));
   be.rows_dot_fwd(a_.logits, a_.nf, weights_.lm_head->data, a_.rows, B, C, d);
   if (lora_lm_) {
@@ -510,6 +566,7 @@ LmOutput LlamaModel::forward_lm(const LmBatchView& b, bool train, float grad_sca
   ws_.prepare(be, D, WsMode::kLm, b.B, b.T, 0, a_);
 
   begin_forward(train, dropout_step);
+  fwd_last_rows_ = false;  // every position's logits are used
 
   const int N = b.B * b.T, d = cfg_.hidden_size, V = cfg_.vocab_size;
   upload_tokens(b.ids, b.mask, b.B, b.T);
@@ -554,8 +611,7 @@ void LlamaModel::layer_bwd(int l, bool need_input, bool pg, LoraObserver* obs) {
   LayerActs& la = a_.layers[size_t(l)];
   const auto& lo = lora_at_[size_t(l)];
   const int N = a_.N, d = cfg_.hidden_size, I = cfg_.intermediate_size;
-  const int H = cfg_.num_attention_heads, Hkv = cfg_.num_key_value_heads, hd = cfg_.head_dim;
-  const int qd = H * hd, kvd = Hkv * hd;
+  const int qd = cfg_.num_attention_heads * cfg_.head_dim;
   const bool full = pg && full_training();
   const int B = a_.B, T = a_.T;
   const uint8_t* mask = a_.mask;
@@ -592,26 +648,92 @@ void LlamaModel::layer_bwd(int l, bool need_input, bool pg, LoraObserver* obs) {
     const bool o_dx = full || lo[kQ] || lo[kK] || lo[kV] || need_input;
     if (o_dx) be.zero(a_.datt, size_t(N) * qd * sizeof(float));
     lin_bwd(layer_lin(l, kO), la.att, la.u[kO], a_.dX, o_dx ? a_.datt : nullptr, N, pg, obs, B, T, mask);
-    if (o_dx) {
-      be.zero(a_.dq, size_t(N) * qd * sizeof(float));
-      be.zero(a_.dk, size_t(N) * kvd * sizeof(float));
-      be.zero(a_.dv, size_t(N) * kvd * sizeof(float));
-      AttnShape s{B, T, H, Hkv, hd};
-      be.attention_bwd(a_.dq, a_.dk, a_.dv, a_.datt, la.att_saved, la.q, la.k, la.v, mask, s, attn_scale_);
-      be.rope_bwd(a_.dq, a_.pos, inv_freq_.f(), N, H, hd);
-      be.rope_bwd(a_.dk, a_.pos, inv_freq_.f(), N, Hkv, hd);
-      if (need_input) be.zero(a_.dn, size_t(N) * d * sizeof(float));
-      float* dn = need_input ? a_.dn : nullptr;
-      be.rmsnorm_fwd(la.n1, a_.rstd_tmp, a_.resid[size_t(l)], w.attn_norm->data, N, d, eps);  // recompute
-      lin_bwd(layer_lin(l, kQ), la.n1, la.u[kQ], a_.dq, dn, N, pg, obs, B, T, mask);
-      lin_bwd(layer_lin(l, kK), la.n1, la.u[kK], a_.dk, dn, N, pg, obs, B, T, mask);
-      lin_bwd(layer_lin(l, kV), la.n1, la.u[kV], a_.dv, dn, N, pg, obs, B, T, mask);
-      if (need_input)
-        be.rmsnorm_bwd(a_.dX, full ? w.attn_norm->grad.f() : nullptr, a_.dn, a_.resid[size_t(l)],
-                       w.attn_norm->data, la.rstd1, N, d);
-    }
+    if (o_dx) attn_core_bwd(l, need_input, pg, obs);
   }
   // a_.dX = dL/d resid[l] (when need_input).
+}
+
+// a_.datt = dL/d att (all N rows) -> q/k/v LoRA gradients and, when need_input,
+// a_.dX += dL/d resid[l] through the attention branch.
+void LlamaModel::attn_core_bwd(int l, bool need_input, bool pg, LoraObserver* obs) {
+  Backend& be = *be_;
+  const LayerWeights& w = weights_.layers[size_t(l)];
+  LayerActs& la = a_.layers[size_t(l)];
+  const int N = a_.N, d = cfg_.hidden_size;
+  const int H = cfg_.num_attention_heads, Hkv = cfg_.num_key_value_heads, hd = cfg_.head_dim;
+  const int qd = H * hd, kvd = Hkv * hd;
+  const bool full = pg && full_training();
+  const int B = a_.B, T = a_.T;
+  const uint8_t* mask = a_.mask;
+  const float eps = float(cfg_.rms_norm_eps);
+  be.zero(a_.dq, size_t(N) * qd * sizeof(float));
+  be.zero(a_.dk, size_t(N) * kvd * sizeof(float));
+  be.zero(a_.dv, size_t(N) * kvd * sizeof(float));
+  AttnShape s{B, T, H, Hkv, hd};
+  be.attention_bwd(a_.dq, a_.dk, a_.dv, a_.datt, la.att_saved, la.q, la.k, la.v, mask, s, attn_scale_);
+  be.rope_bwd(a_.dq, a_.pos, inv_freq_.f(), N, H, hd);
+  be.rope_bwd(a_.dk, a_.pos, inv_freq_.f(), N, Hkv, hd);
+  if (need_input) be.zero(a_.dn, size_t(N) * d * sizeof(float));
+  float* dn = need_input ? a_.dn : nullptr;
+  be.rmsnorm_fwd(la.n1, a_.rstd_tmp, a_.resid[size_t(l)], w.attn_norm->data, N, d, eps);  // recompute
+  lin_bwd(layer_lin(l, kQ), la.n1, la.u[kQ], a_.dq, dn, N, pg, obs, B, T, mask);
+  lin_bwd(layer_lin(l, kK), la.n1, la.u[kK], a_.dk, dn, N, pg, obs, B, T, mask);
+  lin_bwd(layer_lin(l, kV), la.n1, la.u[kV], a_.dv, dn, N, pg, obs, B, T, mask);
+  if (need_input)
+    be.rmsnorm_bwd(a_.dX, full ? w.attn_norm->grad.f() : nullptr, a_.dn, a_.resid[size_t(l)],
+                   w.attn_norm->data, la.rstd1, N, d);
+  // a_.dX = dL/d resid[l] (when need_input).
+}
+
+// The backward of layer_fwd_last_rows (no observer, no full training): the
+// MLP and o_proj on the B kept rows, from a_.dhl = dL/d (layer output rows);
+// the attention-output gradient is scattered into a zeroed [N x qd] buffer
+// for the full attention backward. Rows that fed nothing had zero output
+// gradient, so every LoRA gradient is the same sum as on the full path.
+void LlamaModel::layer_bwd_last_rows(int l, bool need_input, bool pg) {
+  Backend& be = *be_;
+  const LayerWeights& w = weights_.layers[size_t(l)];
+  LayerActs& la = a_.layers[size_t(l)];
+  const auto& lo = lora_at_[size_t(l)];
+  const int N = a_.N, B = a_.B, d = cfg_.hidden_size, I = cfg_.intermediate_size;
+  const int qd = cfg_.num_attention_heads * cfg_.head_dim;
+  const float eps = float(cfg_.rms_norm_eps);
+  const bool attn_needed = lo[kQ] || lo[kK] || lo[kV] || lo[kO] || need_input;
+  const bool mlp_in_needed = attn_needed;
+  const bool mlp_needed = lo[kGate] || lo[kUp] || lo[kDown] || mlp_in_needed;
+  float* dxb = a_.dhl;  // [B x d]: dL/d layer output rows, then dL/d x_mid rows
+  if (mlp_needed) {
+    const bool down_dx = lo[kGate] || lo[kUp] || mlp_in_needed;
+    be.swiglu_fwd(a_.act, la.gate, la.up, int64_t(B) * I);
+    if (down_dx) be.zero(a_.dact, size_t(B) * I * sizeof(float));
+    lin_bwd(layer_lin(l, kDown), a_.act, la.u[kDown], dxb, down_dx ? a_.dact : nullptr, B, pg, nullptr, B, 1,
+            nullptr);
+    if (down_dx) {
+      be.zero(a_.dgate, size_t(B) * I * sizeof(float));
+      be.zero(a_.dup, size_t(B) * I * sizeof(float));
+      be.swiglu_bwd(a_.dgate, a_.dup, a_.dact, la.gate, la.up, int64_t(B) * I);
+      if (mlp_in_needed) be.zero(a_.dn, size_t(B) * d * sizeof(float));
+      float* dn = mlp_in_needed ? a_.dn : nullptr;
+      be.rmsnorm_fwd(la.n2, a_.rstd_tmp, la.x_mid, w.mlp_norm->data, B, d, eps);  // recompute
+      lin_bwd(layer_lin(l, kGate), la.n2, la.u[kGate], a_.dgate, dn, B, pg, nullptr, B, 1, nullptr);
+      lin_bwd(layer_lin(l, kUp), la.n2, la.u[kUp], a_.dup, dn, B, pg, nullptr, B, 1, nullptr);
+      if (mlp_in_needed) be.rmsnorm_bwd(dxb, nullptr, a_.dn, la.x_mid, w.mlp_norm->data, la.rstd2, B, d);
+    }
+  }
+  if (!attn_needed) return;
+  const bool o_dx = lo[kQ] || lo[kK] || lo[kV] || need_input;
+  if (o_dx) be.zero(a_.datt_last, size_t(B) * qd * sizeof(float));
+  lin_bwd(layer_lin(l, kO), a_.att_last, la.u[kO], dxb, o_dx ? a_.datt_last : nullptr, B, pg, nullptr, B, 1,
+          nullptr);
+  if (need_input) {  // the residual part of dL/d resid[l]: dL/d x_mid on the kept rows
+    be.zero(a_.dX, size_t(N) * d * sizeof(float));
+    be.scatter_add_rows(a_.dX, dxb, a_.last_idx, B, d);
+  }
+  if (o_dx) {
+    be.zero(a_.datt, size_t(N) * qd * sizeof(float));
+    be.scatter_add_rows(a_.datt, a_.datt_last, a_.last_idx, B, qd);
+    attn_core_bwd(l, need_input, pg, nullptr);
+  }
 }
 
 // From a_.dX = dL/d resid[L] down to the lowest layer that needs work.
@@ -623,7 +745,10 @@ void LlamaModel::trunk_bwd(bool pg, LoraObserver* obs) {
     // Training's gradients are discarded on abort; an observer (a K-FAC
     // accumulator) must see whole passes, so only observer-free passes stop here.
     if (!obs) check_cancel("backward");
-    layer_bwd(l, full || l > stop, pg, obs);
+    if (fwd_last_rows_ && l == L - 1)
+      layer_bwd_last_rows(l, full || l > stop, pg);  // backward_mc rules out observers here
+    else
+      layer_bwd(l, full || l > stop, pg, obs);
   }
   if (full) be_->embedding_bwd(weights_.embed->grad.f(), a_.ids, a_.dX, a_.N, cfg_.hidden_size);
 }
@@ -639,6 +764,13 @@ void LlamaModel::backward_mc(const float* dlogits, LoraObserver* obs, bool accum
   begin_backward(accumulate, pg);
   const bool full = pg && full_training();
   const bool trunk = full || lowest_backward_layer(pg, obs) < cfg_.num_hidden_layers;
+  if (trunk && fwd_last_rows_ && (obs || full)) {
+    // An observer sees every position's inputs: rerun the last layer in full
+    // (same inputs and dropout seed; a_.hl keeps the forward's values). The
+    // forward stays full for any further backward passes.
+    layer_fwd(cfg_.num_hidden_layers - 1);
+    fwd_last_rows_ = false;
+  }
   be.to_device(a_.seed, dlogits, size_t(B) * C * sizeof(float));
 
   if (trunk) be.zero(a_.dnf, size_t(B) * d * sizeof(float));
@@ -682,8 +814,10 @@ void LlamaModel::backward_mc(const float* dlogits, LoraObserver* obs, bool accum
   be.zero(a_.dhl, size_t(B) * d * sizeof(float));
   be.rmsnorm_bwd(a_.dhl, full ? weights_.norm->grad.f() : nullptr, a_.dnf, a_.hl,
                  weights_.norm->data, a_.rstd_f, B, d);
-  be.zero(a_.dX, size_t(N) * d * sizeof(float));
-  be.scatter_add_rows(a_.dX, a_.dhl, a_.last_idx, B, d);
+  if (!fwd_last_rows_) {  // the last-rows layer starts from a_.dhl itself
+    be.zero(a_.dX, size_t(N) * d * sizeof(float));
+    be.scatter_add_rows(a_.dX, a_.dhl, a_.last_idx, B, d);
+  }
   trunk_bwd(pg, obs);
 }
 

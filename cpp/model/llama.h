@@ -104,7 +104,15 @@ class LlamaModel {
   // applies LoRA dropout, its masks drawn from (LoRA seed, dropout_step);
   // dropout_step < 0 means the model's own counter of training forwards
   // (what training uses), >= 0 fixes the masks (tests, MC dropout).
-  McOutput forward_mc(const McBatchView& b, bool train, int64_t dropout_step = -1);
+  // last_rows: the caller promises that no backward pass on this forward needs
+  // the last layer at every position (no observer; observer passes still
+  // work but first recompute that layer in full). Then, unless full training,
+  // LoRA dropout on the last layer's o/gate/up/down, or the environment
+  // variable BAYESLORA_FULL_LAST_LAYER (non-empty, not "0") rules it out, the
+  // last layer runs o_proj, its residual, norm and MLP on the B last-position
+  // rows only (the other rows feed nothing); equal up to GEMM rounding.
+  McOutput forward_mc(const McBatchView& b, bool train, int64_t dropout_step = -1,
+                      bool last_rows = false);
   // dlogits: host [B*C] seed for the last forward_mc. Computes gradients of
   // LoRA matrices (and, in full-training mode, of all weights) when
   // param_grads; zeroes them first unless accumulate_grads. The observer (may
@@ -167,8 +175,15 @@ class LlamaModel {
   void lin_fwd(const Lin& L, const float* x, float* y, float* u, int N);
   void lin_bwd(const Lin& L, const float* x, const float* u, const float* g, float* dx, int N,
                bool pg, LoraObserver* obs, int B, int T, const uint8_t* mask);
+  void attn_core_fwd(int l);
   void layer_fwd(int l);
   void layer_bwd(int l, bool need_input, bool pg, LoraObserver* obs);
+  // Attention backward from a_.datt = dL/d att (all rows) down to the layer input.
+  void attn_core_bwd(int l, bool need_input, bool pg, LoraObserver* obs);
+  // The last layer on the B last-position rows only (forward_mc's last_rows).
+  bool last_rows_possible() const;
+  void layer_fwd_last_rows(int l);
+  void layer_bwd_last_rows(int l, bool need_input, bool pg);
   int lowest_lora_layer() const;  // L when no layer has LoRA
   // Where a backward pass can stop: the lowest layer whose LoRA needs work
   // (parameter gradients: every LoRA layer; otherwise the layers with a
@@ -195,6 +210,7 @@ class LlamaModel {
   Acts a_;
   bool fwd_valid_ = false;
   bool fwd_train_ = false;
+  bool fwd_last_rows_ = false;  // the valid forward ran the last layer on B rows only
   uint64_t fwd_seed_ = 0;
   uint64_t train_forwards_ = 0;
 };

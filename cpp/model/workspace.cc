@@ -77,6 +77,8 @@ void layout(Carver& cv, const WsDims& D, WsMode mode, int B, int T, int C, Acts&
     a.gdense = D.lora_lm ? cv.f(int64_t(B) * D.V) : nullptr;
     a.dnf = cv.f(int64_t(B) * D.d);
     a.dhl = cv.f(int64_t(B) * D.d);
+    a.att_last = cv.f(int64_t(B) * D.qd);
+    a.datt_last = cv.f(int64_t(B) * D.qd);
   } else {
     a.last_idx = a.rows = a.labels = a.gidx = nullptr;
     a.targets = cv.take<int32_t>(N);
@@ -90,6 +92,7 @@ void layout(Carver& cv, const WsDims& D, WsMode mode, int B, int T, int C, Acts&
     a.dlogits = cv.f(N * D.V);
     a.seed = a.tmp_c = a.gdense = a.dhl = nullptr;
     a.dnf = cv.f(N * D.d);
+    a.att_last = a.datt_last = nullptr;
   }
   a.dX = cv.f(N * D.d);
   a.dn = cv.f(N * D.d);

@@ -47,6 +47,9 @@ struct Acts {
   std::vector<float*> resid;  // L+1 residual-stream states [N x d]
   std::vector<LayerActs> layers;
   float *hl = nullptr, *nf = nullptr, *rstd_f = nullptr, *u_lm = nullptr;
+  // Multiple-choice only: the last layer's attention output at each example's
+  // last real position [B x qd] and its gradient (see llama.cc, last-rows path).
+  float *att_last = nullptr, *datt_last = nullptr;
   float *logits = nullptr, *probs = nullptr, *loss = nullptr, *dlogits = nullptr;
   // backward scratch
   float *seed = nullptr, *tmp_c = nullptr;
