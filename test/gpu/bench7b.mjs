@@ -42,7 +42,7 @@ import { createRequire } from 'node:module';
 import { execFileSync } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
-import { writeRandomLlama, llamaParamCount } from './random-model.mjs';
+import { writeRandomLlama, llamaParamCount, rng } from './random-model.mjs';
 
 const t00 = performance.now();
 const args = process.argv.slice(2);
@@ -96,15 +96,6 @@ if (S.device === 'cuda' && !info.cudaUsable) {
   process.exit(1);
 }
 
-function rng(seed) {
-  let s = seed >>> 0;
-  return () => {
-    let t = (s = (s + 0x6d2b79f5) >>> 0);
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 function mcBatch(u, B, T, C, V) {
   const ids = Int32Array.from({ length: B * T }, () => Math.floor(u() * V));
   const rows = Int32Array.from({ length: B * C }, () => Math.floor(u() * V));

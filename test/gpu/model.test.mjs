@@ -27,7 +27,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { addon, GPU, skip } from './common.mjs';
-import { writeRandomLlama } from './random-model.mjs';
+import { rng, writeRandomLlama } from './random-model.mjs';
 
 const TF32 = process.env.BAYESLORA_TF32 === '1' && GPU === 'cuda';
 // Relative-to-max bounds per quantity (float32 / TF32).
@@ -49,16 +49,6 @@ function closeRel(got, want, tol, what) {
   const { rel, at, scale } = maxRelErr(got, want, what);
   assert.ok(scale > 0, `${what}: the reference is all zeros (the comparison would prove nothing)`);
   assert.ok(rel <= tol, `${what}: element ${at}: ${GPU} ${got[at]} vs cpu ${want[at]} (max |err| / max |ref| = ${rel.toExponential(2)} > ${tol}, scale ${scale.toExponential(2)})`);
-}
-
-function rng(seed) {
-  let s = seed >>> 0;
-  return () => {
-    let t = (s = (s + 0x6d2b79f5) >>> 0);
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 // Multiple-choice batch: example b has a padding pattern (none / right / left).

@@ -13,8 +13,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
 
-// mulberry32: deterministic per seed, identical on every machine.
-function rng(seed) {
+// mulberry32: deterministic per seed, identical on every machine (also the
+// GPU checks' batch generator).
+export function rng(seed) {
   let s = seed >>> 0;
   return () => {
     let t = (s = (s + 0x6d2b79f5) >>> 0);
