@@ -415,22 +415,26 @@ void LlamaModel::attn_core_fwd(int l) {
 }
 
 void LlamaModel::layer_fwd(int l) {
+  LayerActs& la = a_.layers[size_t(l)];
+  attn_core_fwd(l);
+  post_attn_fwd(l, la.att, a_.resid[size_t(l)], a_.resid[size_t(l) + 1], a_.N);
+}
+
+// o_proj, residual, MLP norm, MLP and residual on `rows` rows: att -> out, with
+// x the layer input rows (out may alias x: x is read before out is written).
+void LlamaModel::post_attn_fwd(int l, const float* att, const float* x, float* out, int rows) {
   Backend& be = *be_;
   const LayerWeights& w = weights_.layers[size_t(l)];
   LayerActs& la = a_.layers[size_t(l)];
-  const int N = a_.N, d = cfg_.hidden_size;
-  const float eps = float(cfg_.rms_norm_eps);
-  const float* x = a_.resid[size_t(l)];
-  attn_core_fwd(l);
-  lin_fwd(layer_lin(l, kO), la.att, la.x_mid, la.u[kO], N);
-  be.add(int64_t(N) * d, x, la.x_mid, la.x_mid);
-  be.rmsnorm_fwd(la.n2, la.rstd2, la.x_mid, w.mlp_norm->data, N, d, eps);
-  lin_fwd(layer_lin(l, kGate), la.n2, la.gate, la.u[kGate], N);
-  lin_fwd(layer_lin(l, kUp), la.n2, la.up, la.u[kUp], N);
-  be.swiglu_fwd(a_.act, la.gate, la.up, int64_t(N) * cfg_.intermediate_size);
-  float* out = a_.resid[size_t(l) + 1];
-  lin_fwd(layer_lin(l, kDown), a_.act, out, la.u[kDown], N);
-  be.add(int64_t(N) * d, la.x_mid, out, out);
+  const int d = cfg_.hidden_size;
+  lin_fwd(layer_lin(l, kO), att, la.x_mid, la.u[kO], rows);
+  be.add(int64_t(rows) * d, x, la.x_mid, la.x_mid);
+  be.rmsnorm_fwd(la.n2, la.rstd2, la.x_mid, w.mlp_norm->data, rows, d, float(cfg_.rms_norm_eps));
+  lin_fwd(layer_lin(l, kGate), la.n2, la.gate, la.u[kGate], rows);
+  lin_fwd(layer_lin(l, kUp), la.n2, la.up, la.u[kUp], rows);
+  be.swiglu_fwd(a_.act, la.gate, la.up, int64_t(rows) * cfg_.intermediate_size);
+  lin_fwd(layer_lin(l, kDown), a_.act, out, la.u[kDown], rows);
+  be.add(int64_t(rows) * d, la.x_mid, out, out);
 }
 
 // Multiple-choice heads read only the last real position of each example, so
@@ -452,23 +456,14 @@ bool LlamaModel::last_rows_possible() const {
 
 void LlamaModel::layer_fwd_last_rows(int l) {
   Backend& be = *be_;
-  const LayerWeights& w = weights_.layers[size_t(l)];
   LayerActs& la = a_.layers[size_t(l)];
   const int B = a_.B, d = cfg_.hidden_size, qd = cfg_.num_attention_heads * cfg_.head_dim;
-  const float eps = float(cfg_.rms_norm_eps);
   const float* x = a_.resid[size_t(l)];
   attn_core_fwd(l);  // all N rows: the kept rows attend to every key
   // From here on B rows: the same per-row operations as layer_fwd.
   be.gather_rows(a_.att_last, la.att, a_.last_idx, B, qd);
   be.gather_rows(a_.hl, x, a_.last_idx, B, d);  // the residual rows (hl is overwritten below)
-  lin_fwd(layer_lin(l, kO), a_.att_last, la.x_mid, la.u[kO], B);
-  be.add(int64_t(B) * d, a_.hl, la.x_mid, la.x_mid);
-  be.rmsnorm_fwd(la.n2, la.rstd2, la.x_mid, w.mlp_norm->data, B, d, eps);
-  lin_fwd(layer_lin(l, kGate), la.n2, la.gate, la.u[kGate], B);
-  lin_fwd(layer_lin(l, kUp), la.n2, la.up, la.u[kUp], B);
-  be.swiglu_fwd(a_.act, la.gate, la.up, int64_t(B) * cfg_.intermediate_size);
-  lin_fwd(layer_lin(l, kDown), a_.act, a_.hl, la.u[kDown], B);
-  be.add(int64_t(B) * d, la.x_mid, a_.hl, a_.hl);
+  post_attn_fwd(l, a_.att_last, a_.hl, a_.hl, B);
 }
 
 void LlamaModel::trunk_forward() {
@@ -607,15 +602,13 @@ void LlamaModel::begin_backward(bool accumulate, bool pg) {
 
 void LlamaModel::layer_bwd(int l, bool need_input, bool pg, LoraObserver* obs) {
   Backend& be = *be_;
-  const LayerWeights& w = weights_.layers[size_t(l)];
   LayerActs& la = a_.layers[size_t(l)];
   const auto& lo = lora_at_[size_t(l)];
-  const int N = a_.N, d = cfg_.hidden_size, I = cfg_.intermediate_size;
+  const int N = a_.N;
   const int qd = cfg_.num_attention_heads * cfg_.head_dim;
   const bool full = pg && full_training();
   const int B = a_.B, T = a_.T;
   const uint8_t* mask = a_.mask;
-  const float eps = float(cfg_.rms_norm_eps);
 
   const bool attn_lora = lo[kQ] || lo[kK] || lo[kV] || lo[kO];
   const bool mlp_lora = lo[kGate] || lo[kUp] || lo[kDown];
@@ -624,25 +617,7 @@ void LlamaModel::layer_bwd(int l, bool need_input, bool pg, LoraObserver* obs) {
   const bool mlp_needed = full || mlp_lora || mlp_in_needed;
 
   // a_.dX = dL/d resid[l+1] = the direct (residual) part of dL/d x_mid.
-  if (mlp_needed) {
-    const bool down_dx = full || lo[kGate] || lo[kUp] || mlp_in_needed;
-    be.swiglu_fwd(a_.act, la.gate, la.up, int64_t(N) * I);  // down's input, recomputed
-    if (down_dx) be.zero(a_.dact, size_t(N) * I * sizeof(float));
-    lin_bwd(layer_lin(l, kDown), a_.act, la.u[kDown], a_.dX, down_dx ? a_.dact : nullptr, N, pg, obs, B, T, mask);
-    if (down_dx) {
-      be.zero(a_.dgate, size_t(N) * I * sizeof(float));
-      be.zero(a_.dup, size_t(N) * I * sizeof(float));
-      be.swiglu_bwd(a_.dgate, a_.dup, a_.dact, la.gate, la.up, int64_t(N) * I);
-      if (mlp_in_needed) be.zero(a_.dn, size_t(N) * d * sizeof(float));
-      float* dn = mlp_in_needed ? a_.dn : nullptr;
-      be.rmsnorm_fwd(la.n2, a_.rstd_tmp, la.x_mid, w.mlp_norm->data, N, d, eps);  // recompute
-      lin_bwd(layer_lin(l, kGate), la.n2, la.u[kGate], a_.dgate, dn, N, pg, obs, B, T, mask);
-      lin_bwd(layer_lin(l, kUp), la.n2, la.u[kUp], a_.dup, dn, N, pg, obs, B, T, mask);
-      if (mlp_in_needed)
-        be.rmsnorm_bwd(a_.dX, full ? w.mlp_norm->grad.f() : nullptr, a_.dn, la.x_mid,
-                       w.mlp_norm->data, la.rstd2, N, d);
-    }
-  }
+  if (mlp_needed) mlp_bwd(l, N, a_.dX, mlp_in_needed, pg, obs, B, T, mask);
   // a_.dX = dL/d x_mid (when attention is needed).
   if (attn_needed) {
     const bool o_dx = full || lo[kQ] || lo[kK] || lo[kV] || need_input;
@@ -651,6 +626,34 @@ void LlamaModel::layer_bwd(int l, bool need_input, bool pg, LoraObserver* obs) {
     if (o_dx) attn_core_bwd(l, need_input, pg, obs);
   }
   // a_.dX = dL/d resid[l] (when need_input).
+}
+
+// MLP backward on `rows` rows: dX = dL/d (layer output rows) on entry; LoRA
+// gradients of gate/up/down; when mlp_in_needed, dX += the MLP branch's part
+// of dL/d x_mid. obs/B/T/mask as for lin_bwd.
+void LlamaModel::mlp_bwd(int l, int rows, float* dX, bool mlp_in_needed, bool pg, LoraObserver* obs, int B, int T,
+                         const uint8_t* mask) {
+  Backend& be = *be_;
+  const LayerWeights& w = weights_.layers[size_t(l)];
+  LayerActs& la = a_.layers[size_t(l)];
+  const auto& lo = lora_at_[size_t(l)];
+  const int d = cfg_.hidden_size, I = cfg_.intermediate_size;
+  const bool full = pg && full_training();
+  const bool down_dx = full || lo[kGate] || lo[kUp] || mlp_in_needed;
+  be.swiglu_fwd(a_.act, la.gate, la.up, int64_t(rows) * I);  // down's input, recomputed
+  if (down_dx) be.zero(a_.dact, size_t(rows) * I * sizeof(float));
+  lin_bwd(layer_lin(l, kDown), a_.act, la.u[kDown], dX, down_dx ? a_.dact : nullptr, rows, pg, obs, B, T, mask);
+  if (!down_dx) return;
+  be.zero(a_.dgate, size_t(rows) * I * sizeof(float));
+  be.zero(a_.dup, size_t(rows) * I * sizeof(float));
+  be.swiglu_bwd(a_.dgate, a_.dup, a_.dact, la.gate, la.up, int64_t(rows) * I);
+  if (mlp_in_needed) be.zero(a_.dn, size_t(rows) * d * sizeof(float));
+  float* dn = mlp_in_needed ? a_.dn : nullptr;
+  be.rmsnorm_fwd(la.n2, a_.rstd_tmp, la.x_mid, w.mlp_norm->data, rows, d, float(cfg_.rms_norm_eps));  // recompute
+  lin_bwd(layer_lin(l, kGate), la.n2, la.u[kGate], a_.dgate, dn, rows, pg, obs, B, T, mask);
+  lin_bwd(layer_lin(l, kUp), la.n2, la.u[kUp], a_.dup, dn, rows, pg, obs, B, T, mask);
+  if (mlp_in_needed)
+    be.rmsnorm_bwd(dX, full ? w.mlp_norm->grad.f() : nullptr, a_.dn, la.x_mid, w.mlp_norm->data, la.rstd2, rows, d);
 }
 
 // a_.datt = dL/d att (all N rows) -> q/k/v LoRA gradients and, when need_input,
@@ -692,34 +695,15 @@ void LlamaModel::attn_core_bwd(int l, bool need_input, bool pg, LoraObserver* ob
 // gradient, so every LoRA gradient is the same sum as on the full path.
 void LlamaModel::layer_bwd_last_rows(int l, bool need_input, bool pg) {
   Backend& be = *be_;
-  const LayerWeights& w = weights_.layers[size_t(l)];
   LayerActs& la = a_.layers[size_t(l)];
   const auto& lo = lora_at_[size_t(l)];
-  const int N = a_.N, B = a_.B, d = cfg_.hidden_size, I = cfg_.intermediate_size;
+  const int N = a_.N, B = a_.B, d = cfg_.hidden_size;
   const int qd = cfg_.num_attention_heads * cfg_.head_dim;
-  const float eps = float(cfg_.rms_norm_eps);
   const bool attn_needed = lo[kQ] || lo[kK] || lo[kV] || lo[kO] || need_input;
   const bool mlp_in_needed = attn_needed;
   const bool mlp_needed = lo[kGate] || lo[kUp] || lo[kDown] || mlp_in_needed;
   float* dxb = a_.dhl;  // [B x d]: dL/d layer output rows, then dL/d x_mid rows
-  if (mlp_needed) {
-    const bool down_dx = lo[kGate] || lo[kUp] || mlp_in_needed;
-    be.swiglu_fwd(a_.act, la.gate, la.up, int64_t(B) * I);
-    if (down_dx) be.zero(a_.dact, size_t(B) * I * sizeof(float));
-    lin_bwd(layer_lin(l, kDown), a_.act, la.u[kDown], dxb, down_dx ? a_.dact : nullptr, B, pg, nullptr, B, 1,
-            nullptr);
-    if (down_dx) {
-      be.zero(a_.dgate, size_t(B) * I * sizeof(float));
-      be.zero(a_.dup, size_t(B) * I * sizeof(float));
-      be.swiglu_bwd(a_.dgate, a_.dup, a_.dact, la.gate, la.up, int64_t(B) * I);
-      if (mlp_in_needed) be.zero(a_.dn, size_t(B) * d * sizeof(float));
-      float* dn = mlp_in_needed ? a_.dn : nullptr;
-      be.rmsnorm_fwd(la.n2, a_.rstd_tmp, la.x_mid, w.mlp_norm->data, B, d, eps);  // recompute
-      lin_bwd(layer_lin(l, kGate), la.n2, la.u[kGate], a_.dgate, dn, B, pg, nullptr, B, 1, nullptr);
-      lin_bwd(layer_lin(l, kUp), la.n2, la.u[kUp], a_.dup, dn, B, pg, nullptr, B, 1, nullptr);
-      if (mlp_in_needed) be.rmsnorm_bwd(dxb, nullptr, a_.dn, la.x_mid, w.mlp_norm->data, la.rstd2, B, d);
-    }
-  }
+  if (mlp_needed) mlp_bwd(l, B, dxb, mlp_in_needed, pg, nullptr, B, 1, nullptr);
   if (!attn_needed) return;
   const bool o_dx = lo[kQ] || lo[kK] || lo[kV] || need_input;
   if (o_dx) be.zero(a_.datt_last, size_t(B) * qd * sizeof(float));

@@ -178,6 +178,11 @@ class LlamaModel {
   void attn_core_fwd(int l);
   void layer_fwd(int l);
   void layer_bwd(int l, bool need_input, bool pg, LoraObserver* obs);
+  // The per-row part after attention (o_proj .. MLP), shared by layer_fwd and
+  // layer_fwd_last_rows; and its MLP backward.
+  void post_attn_fwd(int l, const float* att, const float* x, float* out, int rows);
+  void mlp_bwd(int l, int rows, float* dX, bool mlp_in_needed, bool pg, LoraObserver* obs, int B, int T,
+               const uint8_t* mask);
   // Attention backward from a_.datt = dL/d att (all rows) down to the layer input.
   void attn_core_bwd(int l, bool need_input, bool pg, LoraObserver* obs);
   // The last layer on the B last-position rows only (forward_mc's last_rows).
