@@ -57,22 +57,31 @@ void check_swiglu(int64_t n) {
 }
 
 // ---- softmax cross-entropy -------------------------------------------------------------------------
-void check_xent(int N, int C) {
-  std::printf(" softmax_xent N=%d C=%d\n", N, C);
-  auto logits = dev::randn(size_t(N) * C, 31, 4.f);
+// offset > 0: every logit is shifted by `offset` and the label's logit raised
+// by 8 (confident rows, loss ~1e-3 on top of logits ~1000): the loss and the
+// probabilities must be formed relative to the row max, not from a float
+// lse = max + log(sum), whose rounding (half an ulp of 1000 = 3e-5) would
+// swamp the 1e-5 tolerance.
+void check_xent(int N, int C, float offset = 0.f) {
+  std::printf(" softmax_xent N=%d C=%d offset=%g\n", N, C, offset);
+  auto logits = dev::randn(size_t(N) * C, 31, offset > 0.f ? 1.f : 4.f);
   std::vector<int32_t> labels(N);
   for (int i = 0; i < N; ++i) labels[i] = (i % 7 == 3) ? -1 : int32_t((i * 7919) % C);  // some ignored rows
+  if (offset > 0.f)
+    for (int i = 0; i < N; ++i) {
+      for (int c = 0; c < C; ++c) logits[size_t(i) * C + c] += offset;
+      if (labels[i] >= 0) logits[size_t(i) * C + labels[i]] += 8.f;
+    }
   const float dscale = 1.f / N;
   std::vector<double> loss(N), probs(size_t(N) * C), dl(size_t(N) * C);
   for (int i = 0; i < N; ++i) {
     const float* r = &logits[size_t(i) * C];
     double mx = *std::max_element(r, r + C), se = 0;
     for (int c = 0; c < C; ++c) se += std::exp(double(r[c]) - mx);
-    const double lse = mx + std::log(se);
     const bool valid = labels[i] >= 0 && labels[i] < C;
-    loss[i] = valid ? lse - r[labels[i]] : 0.0;
+    loss[i] = valid ? std::log(se) - (double(r[labels[i]]) - mx) : 0.0;
     for (int c = 0; c < C; ++c) {
-      const double p = std::exp(double(r[c]) - lse);
+      const double p = std::exp(double(r[c]) - mx) / se;
       probs[size_t(i) * C + c] = p;
       dl[size_t(i) * C + c] = valid ? (p - (c == labels[i] ? 1.0 : 0.0)) * dscale : 0.0;
     }
@@ -87,7 +96,7 @@ void check_xent(int N, int C) {
   dev::check("xent loss", dev::from_gpu(dloss, size_t(N)), loss, 1e-5, 1e-5);
   dev::check("xent probs", dev::from_gpu(dprobs, size_t(N) * C), probs, 1e-7, 1e-5);
   dev::check("xent dlogits", dev::from_gpu(ddl, size_t(N) * C), dl, 1e-9, 1e-5);
-  const std::string name = "softmax_xent_C" + std::to_string(C);
+  const std::string name = "softmax_xent_C" + std::to_string(C) + (offset > 0.f ? "_offset" : "");
   report(name.c_str(), dev::time_ms([&] { bl::cuda::softmax_xent(0, dloss, nullptr, ddl, dlog, dlab, N, C, dscale); }),
          8.0 * double(N) * C);
   for (void* p : {(void*)dlog, (void*)dlab, (void*)dloss, (void*)dprobs, (void*)ddl}) cudaFree(p);
@@ -211,6 +220,8 @@ int main() {
   check_xent(515, 4);
   check_xent(64, 32000);
   check_xent(4096, 4);
+  check_xent(515, 4, 1000.f);
+  check_xent(64, 32000, 1000.f);
   check_rope(37, 3, 8);
   check_rope(4096, 32, 128);
   check_embedding(333, 1000, 72);

@@ -19,12 +19,21 @@ __global__ void softmax_xent_k(float* __restrict__ loss, float* __restrict__ pro
     double se = 0.0;
     for (int c = threadIdx.x; c < C; c += blockDim.x) se += double(expf(row[c] - mx));
     se = block_sum(se, shd);
-    const float lse = mx + float(log(se));
+    // Work relative to the max, as the CPU reference does: never form
+    // lse = mx + log(se) in float. Rounding that sum costs half an ulp of |mx|
+    // in absolute terms (2e-6 at |mx| ~ 32, 3e-5 at ~1000), and both
+    // loss = lse - row[y] and p = exp(row - lse) inherit it: the loss of a
+    // confident row (log(se) ~ 1e-4) could come out 0 or off by percents.
+    // row[c] - mx is the same float subtraction the CPU makes (exact for
+    // logits within a factor 2 of the max); log(se) and 1/se come from the
+    // float64 sum.
+    const double logse = log(se);
+    const float inv = float(1.0 / se);
     const int y = labels[i];
     const bool valid = y >= 0 && y < C;
-    if (threadIdx.x == 0) loss[i] = valid ? lse - row[y] : 0.f;
+    if (threadIdx.x == 0) loss[i] = valid ? float(logse - double(row[y] - mx)) : 0.f;
     for (int c = threadIdx.x; c < C; c += blockDim.x) {
-      const float p = expf(row[c] - lse);
+      const float p = expf(row[c] - mx) * inv;
       if (probs) probs[int64_t(i) * C + c] = p;
       if (dlogits) dlogits[int64_t(i) * C + c] = valid ? (p - (c == y ? 1.f : 0.f)) * dscale : 0.f;
     }

@@ -123,6 +123,15 @@ test('rows_dot and softmax cross-entropy', { skip }, () => {
     same('softmax_xent', { logits, labels, N, C: Cs, dscale: 0.25 }, TOL.reduction);
     same('softmax_xent', { logits, labels, N, C: Cs, dscale: 1, wantProbs: false }, TOL.reduction);
   }
+  // Confident rows on top of large logits: the loss (~1e-3) and the
+  // probabilities must be formed relative to the row max like the cpu does; a
+  // float lse = max + log(sum) rounds by up to 3e-5 at |max| ~ 1000.
+  for (const [N, Cs] of [[64, 4], [4, 32000]]) {
+    const logits = r.f32(N * Cs, 999, 1001);
+    const labels = r.i32(N, 0, Cs - 1);
+    for (let i = 0; i < N; i++) logits[i * Cs + labels[i]] += 8;
+    same('softmax_xent', { logits, labels, N, C: Cs, dscale: 0.5 }, TOL.reduction);
+  }
 });
 
 test('adamw', { skip }, () => {
