@@ -629,9 +629,10 @@ void CudaBackend::lora_bwd(float* gu, float* dA, float* dB, float* dx, float* wo
   }
   // gu = s g B: W(j, c) = B[c*r + j].
   cuda::lora_down(st(stream_), gu, g, B, /*sj=*/1, /*sk=*/r, N, d_out, r, s);
-  const int dmax = d_in > d_out ? d_in : d_out;
-  float* sc = (dA || dB) ? static_cast<float*>(scratch(cuda::lora_outer_scratch_floats(N, dmax, r) * sizeof(float)))
-                         : nullptr;
+  // One scratch for both lora_outer calls, sized for the larger of the two
+  // (not simply for max(d_in, d_out): see lora_bwd_scratch_floats).
+  float* sc = nullptr;
+  if (dA || dB) sc = static_cast<float*>(scratch(cuda::lora_bwd_scratch_floats(N, d_in, d_out, r) * sizeof(float)));
   // dB(c, j) += s sum_n g[n, c] u[n, j]; dB is d_out x r.
   if (dB) cuda::lora_outer(st(stream_), dB, /*oc=*/r, /*oj=*/1, g, u, N, d_out, r, s, sc);
   // dA(j, k) += sum_n gu[n, j] x[n, k]; as D(c = k, j) at j*d_in + k.

@@ -7,10 +7,13 @@
 // also timed against a naive version 0 (one thread per output element, so X
 // is read r times): the production kernel's point is to read X once, and its
 // bandwidth should approach the HBM rate. The outer product is run twice to
-// check it is bit-for-bit deterministic (no atomics).
+// check it is bit-for-bit deterministic (no atomics). The scratch that lora_bwd
+// shares between its two outer products is checked for size (host sweep, then
+// a guard zone on the device).
 // deps: cuda/kernels/lora.cu cuda/kernels/kfac_factor.cu cuda/kernels/reduce.cu
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "backend/backend.h"
@@ -119,6 +122,67 @@ void check_outer(int N, int dc, int r, bool time_it) {
   for (float* q : {dY, dZ, dD, dD2, scratch}) cudaFree(q);
 }
 
+// lora_bwd runs lora_outer twice (dB over d_out columns, dA over d_in) on one
+// backend scratch sized by lora_bwd_scratch_floats. It must cover both calls;
+// sizing it for max(d_in, d_out) alone did not (fewer column tiles give more
+// row chunks), and the dA pass wrote past the buffer. Host-only sweep over the
+// shapes that matter (LLaMA/Qwen2 projections, small odd ones), then a device
+// run of both passes on one buffer of exactly that size plus a guard zone.
+void check_bwd_scratch_sizing() {
+  std::printf(" lora_bwd scratch sizing (host)\n");
+  const int Ns[] = {1, 63, 64, 1000, 1024, 4096, 32768, 65536};
+  const int ds[] = {1, 2, 63, 64, 65, 100, 128, 129, 192, 896, 1024, 4096, 4864, 11008, 14336};
+  const int rs[] = {1, 8, 32};
+  int bad = 0, under_dmax = 0;
+  for (int N : Ns)
+    for (int a : ds)
+      for (int b : ds)
+        for (int r : rs) {
+          const size_t got = bl::cuda::lora_bwd_scratch_floats(N, a, b, r);
+          const size_t need = std::max(bl::cuda::lora_outer_scratch_floats(N, a, r),
+                                       bl::cuda::lora_outer_scratch_floats(N, b, r));
+          if (got < need) {
+            if (bad++ < 5) std::printf("    N=%d d_in=%d d_out=%d r=%d: %zu < %zu floats\n", N, a, b, r, got, need);
+          }
+          if (bl::cuda::lora_outer_scratch_floats(N, std::max(a, b), r) < need) ++under_dmax;
+        }
+  std::printf("  %s lora_bwd_scratch_floats covers both outer passes (%d shapes where max(d_in, d_out) alone "
+              "would not)\n", bad ? "FAIL" : "ok  ", under_dmax);
+  if (bad) ++dev::g_failures;
+}
+
+void check_bwd_scratch_device(int N, int d_in, int d_out, int r) {
+  std::printf(" lora_outer x2 on one lora_bwd scratch N=%d d_in=%d d_out=%d r=%d\n", N, d_in, d_out, r);
+  const size_t need = bl::cuda::lora_bwd_scratch_floats(N, d_in, d_out, r), guard = size_t(1) << 20;
+  std::vector<float> fill(need + guard, 12345.f);
+  float* sc = dev::to_gpu(fill);
+  auto G = dev::randn(size_t(N) * d_out, 151), U = dev::randn(size_t(N) * r, 152);
+  auto X = dev::randn(size_t(N) * d_in, 153), GU = dev::randn(size_t(N) * r, 154);
+  std::vector<float> zB(size_t(d_out) * r, 0.f), zA(size_t(r) * d_in, 0.f);
+  float *dG = dev::to_gpu(G), *dU = dev::to_gpu(U), *dX = dev::to_gpu(X), *dGU = dev::to_gpu(GU);
+  float *dB = dev::to_gpu(zB), *dA = dev::to_gpu(zA);
+  bl::cuda::lora_outer(0, dB, r, 1, dG, dU, N, d_out, r, 1.f, sc);
+  bl::cuda::lora_outer(0, dA, 1, d_in, dX, dGU, N, d_in, r, 1.f, sc);
+  const auto after = dev::from_gpu(sc, need + guard);
+  size_t touched = 0;
+  for (size_t i = need; i < after.size(); ++i) touched += after[i] != 12345.f;
+  std::printf("  %s guard zone after the scratch untouched (%zu floats written past it)\n", touched ? "FAIL" : "ok  ",
+              touched);
+  if (touched) ++dev::g_failures;
+  // dA(j, k) = sum_n gu[n, j] x[n, k], spot-checked on a few elements.
+  const auto gA = dev::from_gpu(dA, zA.size());
+  std::vector<double> refA, gotA;
+  for (int j = 0; j < r; j += std::max(1, r / 3))
+    for (int k = 0; k < d_in; k += std::max(1, d_in / 7)) {
+      double acc = 0;
+      for (int n = 0; n < N; ++n) acc += double(GU[size_t(n) * r + j]) * X[size_t(n) * d_in + k];
+      refA.push_back(acc);
+      gotA.push_back(gA[size_t(j) * d_in + k]);
+    }
+  dev::check("dA through the shared scratch", gotA, refA, 1e-6 * std::sqrt(double(N)), 1e-5);
+  for (float* q : {sc, dG, dU, dX, dGU, dB, dA}) cudaFree(q);
+}
+
 void check_token_reduce(int B, int T, int d, bool mean) {
   std::printf(" token_reduce B=%d T=%d d=%d %s\n", B, T, d, mean ? "mean" : "sum");
   auto X = dev::randn(size_t(B) * T * d, 131);
@@ -173,6 +237,7 @@ void check_f64_helpers(int n) {
 }  // namespace
 
 int main() {
+  check_bwd_scratch_sizing();  // host only: runs before any device call
   dev::print_device();
   // Odd shapes for the tails, then LLaMA2-7B shapes (8 x 512 tokens, d 4096, r 8).
   check_down(37, 129, 3, false, false);
@@ -186,6 +251,10 @@ int main() {
   check_outer(37, 131, 5, false);
   check_outer(1000, 64, 32, false);
   check_outer(4096, 4096, 8, true);
+  // 7B MLP (up/gate: 4096 -> 11008) and a small shape where the old sizing
+  // was off by about 2x (d_in = 64: 1024 chunks; d_out = 65: 512).
+  check_bwd_scratch_device(1024, 4096, 11008, 8);
+  check_bwd_scratch_device(65536, 64, 65, 8);
   check_token_reduce(7, 13, 33, false);
   check_token_reduce(7, 13, 33, true);
   check_token_reduce(8, 512, 4096, true);

@@ -143,6 +143,11 @@ size_t lora_outer_scratch_floats(int N, int dc, int r) {
   return size_t(chunks) * size_t(dc) * size_t(r > 0 ? r : 1);
 }
 
+size_t lora_bwd_scratch_floats(int N, int d_in, int d_out, int r) {
+  const size_t a = lora_outer_scratch_floats(N, d_in, r), b = lora_outer_scratch_floats(N, d_out, r);
+  return a > b ? a : b;
+}
+
 void lora_outer(cudaStream_t s, float* D, int64_t oc, int64_t oj, const float* Y, const float* Z, int N, int dc,
                 int r, float alpha, float* scratch) {
   if (N <= 0 || dc <= 0 || r <= 0) return;

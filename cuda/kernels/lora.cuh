@@ -33,5 +33,11 @@ void lora_up(cudaStream_t s, float* Y, const float* U, const float* W, int64_t s
 void lora_outer(cudaStream_t s, float* D, int64_t oc, int64_t oj, const float* Y, const float* Z, int N, int dc,
                 int r, float alpha, float* scratch);
 size_t lora_outer_scratch_floats(int N, int dc, int r);
+// Scratch for lora_bwd's two lora_outer calls sharing one buffer (dB over
+// d_out columns, dA over d_in columns): the larger of the two requirements.
+// That is not always the one for max(d_in, d_out): fewer column tiles give
+// more row chunks, e.g. N >= 1024, r = 8: d = 4096 needs 16 x 4096 x 8 floats
+// but d = 11008 only 5 x 11008 x 8.
+size_t lora_bwd_scratch_floats(int N, int d_in, int d_out, int r);
 
 }  // namespace bl::cuda
