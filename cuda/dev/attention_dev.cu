@@ -2,7 +2,8 @@
 // forward (version 0: one thread per query row, two passes over the keys), the
 // production tiled online-softmax kernels (version 1, cuda/kernels/attention_*),
 // checks on awkward shapes (GQA, head dims 32..256 incl. 80, T not a multiple
-// of the tile, padding incl. a fully padded example), then timings.
+// of the tile, padding incl. a fully padded example, mask = nullptr, each
+// gradient output alone), then timings.
 // deps: cuda/kernels/attention_fwd.cu cuda/kernels/attention_bwd.cu
 #include "dev/dev_common.cuh"
 #include "kernels/attention.cuh"
@@ -13,6 +14,7 @@ namespace {
 
 struct Case {
   int B, T, H, Hkv, hd;
+  bool null_mask = false;  // pass mask = nullptr (all tokens real): the key_ok(!mask) path
 };
 
 size_t qidx(const AttnDims& s, int b, int t, int h, int d, int heads) {
@@ -123,12 +125,13 @@ void check_case(const Case& c) {
   const size_t nq = size_t(c.B) * c.T * c.H * c.hd, nkv = size_t(c.B) * c.T * c.Hkv * c.hd;
   auto q = dev::randn(nq, 1, 1.5f), k = dev::randn(nkv, 2, 1.5f), v = dev::randn(nkv, 3);
   auto dout = dev::randn(nq, 4);
-  auto mask = make_mask(c.B, c.T);
+  auto mask = c.null_mask ? std::vector<uint8_t>(size_t(c.B) * c.T, 1) : make_mask(c.B, c.T);
   std::vector<double> ro, rdq, rdk, rdv;
   reference(s, q, k, v, mask, scale, ro, &dout, &rdq, &rdk, &rdv);
 
   float *dq_ = dev::to_gpu(q), *dk_ = dev::to_gpu(k), *dv_ = dev::to_gpu(v), *ddo = dev::to_gpu(dout);
-  uint8_t* dm = dev::to_gpu(mask);
+  uint8_t* dm_naive = dev::to_gpu(mask);
+  uint8_t* dm = c.null_mask ? nullptr : dm_naive;
   float *out, *saved, *gq, *gk, *gv, *scratch;
   DEV_CUDA(cudaMalloc(&out, nq * 4));
   DEV_CUDA(cudaMalloc(&saved, bl::cuda::attention_saved_floats(s) * 4));
@@ -139,10 +142,11 @@ void check_case(const Case& c) {
   gk = dev::to_gpu(half_kv);
   gv = dev::to_gpu(half_kv);
   char label[96];
-  std::snprintf(label, sizeof label, "B%d T%d H%d/%d hd%d", c.B, c.T, c.H, c.Hkv, c.hd);
+  std::snprintf(label, sizeof label, "B%d T%d H%d/%d hd%d%s", c.B, c.T, c.H, c.Hkv, c.hd,
+                c.null_mask ? " mask=null" : "");
   std::printf(" case %s\n", label);
 
-  naive_fwd_k<<<unsigned((size_t(c.B) * c.T * c.H + 127) / 128), 128>>>(out, dq_, dk_, dv_, dm, s, scale);
+  naive_fwd_k<<<unsigned((size_t(c.B) * c.T * c.H + 127) / 128), 128>>>(out, dq_, dk_, dv_, dm_naive, s, scale);
   DEV_CUDA(cudaGetLastError());
   dev::check("v0 naive fwd out", dev::from_gpu(out, nq), ro, 2e-5, 2e-4);
 
@@ -154,8 +158,20 @@ void check_case(const Case& c) {
   dev::check("v1 tiled bwd dq (+= 0.5)", dev::from_gpu(gq, nq), rdq, 5e-5, 5e-4);
   dev::check("v1 tiled bwd dk (+= 0.5)", dev::from_gpu(gk, nkv), rdk, 5e-5, 5e-4);
   dev::check("v1 tiled bwd dv (+= 0.5)", dev::from_gpu(gv, nkv), rdv, 5e-5, 5e-4);
-  for (void* p : {(void*)dq_, (void*)dk_, (void*)dv_, (void*)ddo, (void*)dm, (void*)out, (void*)saved, (void*)gq,
-                  (void*)gk, (void*)gv, (void*)scratch})
+  // Nullable gradients (the Backend API allows any subset): dq alone runs only
+  // the dq kernel, dk/dv alone only the dk/dv kernel; each must still add its
+  // own part and touch no other output.
+  DEV_CUDA(cudaMemcpy(gq, half_q.data(), nq * 4, cudaMemcpyHostToDevice));
+  DEV_CUDA(cudaMemcpy(gk, half_kv.data(), nkv * 4, cudaMemcpyHostToDevice));
+  DEV_CUDA(cudaMemcpy(gv, half_kv.data(), nkv * 4, cudaMemcpyHostToDevice));
+  bl::cuda::attention_bwd(0, gq, nullptr, nullptr, ddo, saved, dq_, dk_, dv_, dm, s, scale, scratch);
+  bl::cuda::attention_bwd(0, nullptr, gk, nullptr, ddo, saved, dq_, dk_, dv_, dm, s, scale, scratch);
+  bl::cuda::attention_bwd(0, nullptr, nullptr, gv, ddo, saved, dq_, dk_, dv_, dm, s, scale, scratch);
+  dev::check("v1 bwd dq alone (+= 0.5)", dev::from_gpu(gq, nq), rdq, 5e-5, 5e-4);
+  dev::check("v1 bwd dk alone (+= 0.5)", dev::from_gpu(gk, nkv), rdk, 5e-5, 5e-4);
+  dev::check("v1 bwd dv alone (+= 0.5)", dev::from_gpu(gv, nkv), rdv, 5e-5, 5e-4);
+  for (void* p : {(void*)dq_, (void*)dk_, (void*)dv_, (void*)ddo, (void*)dm_naive, (void*)out, (void*)saved,
+                  (void*)gq, (void*)gk, (void*)gv, (void*)scratch})
     cudaFree(p);
 }
 
@@ -204,7 +220,7 @@ int main(int argc, char** argv) {
   dev::print_device();
   try {
     for (const Case& c : {Case{4, 37, 4, 2, 32}, Case{4, 70, 4, 4, 64}, Case{4, 97, 6, 2, 80}, Case{2, 65, 2, 1, 128},
-                          Case{4, 40, 2, 2, 256}, Case{1, 1, 1, 1, 8}})
+                          Case{4, 40, 2, 2, 256}, Case{1, 1, 1, 1, 8}, Case{2, 45, 4, 1, 64, true}})
       check_case(c);
     bench(4, 1024, 32, 8, 128, true);
     if (!quick) {
