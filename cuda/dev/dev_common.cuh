@@ -80,16 +80,20 @@ bool check(const char* what, const std::vector<G>& got, const std::vector<R>& re
   return ok;
 }
 
-// Mean milliseconds per call of fn over `iters` after `warmup` calls (CUDA events).
+// Mean milliseconds per call of fn over `iters` after `warmup` calls (CUDA
+// events). The events go on `stream`, which must be the stream fn enqueues on:
+// CudaBackend's stream is created cudaStreamNonBlocking, so events on the
+// legacy default stream 0 do not wait for its work and would time only the
+// host-side enqueue.
 template <class F>
-double time_ms(F&& fn, int warmup = 3, int iters = 20) {
+double time_ms(F&& fn, int warmup = 3, int iters = 20, cudaStream_t stream = 0) {
   for (int i = 0; i < warmup; ++i) fn();
   cudaEvent_t a, b;
   DEV_CUDA(cudaEventCreate(&a));
   DEV_CUDA(cudaEventCreate(&b));
-  DEV_CUDA(cudaEventRecord(a));
+  DEV_CUDA(cudaEventRecord(a, stream));
   for (int i = 0; i < iters; ++i) fn();
-  DEV_CUDA(cudaEventRecord(b));
+  DEV_CUDA(cudaEventRecord(b, stream));
   DEV_CUDA(cudaEventSynchronize(b));
   float ms = 0;
   DEV_CUDA(cudaEventElapsedTime(&ms, a, b));

@@ -3,7 +3,8 @@
 // leading dimensions, K = 0 and beta = 0 rules, strided batches, the bf16
 // frozen-weight path, float64 dgemm, the K-FAC / predictive helpers
 // (cuda/kernels/kfac.cuh) and the small backend ops, all against float64 CPU
-// references; then times a LoRA layer y = x W^T + s (x A^T) B^T with W in
+// references; the LoRA branch ops (lora_fwd / lora_bwd, fused and cuBLAS
+// fallback); then times a LoRA layer y = x W^T + s (x A^T) B^T with W in
 // float32 (FP32 and TF32 cuBLAS) and in bf16 (tensor cores).
 // deps: all
 #include <cstring>
@@ -138,6 +139,85 @@ void check_gemm(CudaBackend& be) {
     dev::check("dgemm tb=1 (float64)", down(be, dC, C.size()), ref, 1e-12, 1e-12);
     for (void* p : {(void*)dA, (void*)dB, (void*)dC}) be.dealloc(p);
   }
+}
+
+// Backend lora_fwd / lora_bwd (fused kernels for r <= 32, cuBLAS fallback
+// above) against float64 references from the definitions in backend.h, with
+// non-zero starting gradients (they accumulate) and the dropout mask fused
+// into dx. Runs first, on a fresh scratch grown to 1.9 MB: at the 7B MLP shape
+// lora_bwd then has to grow it (it needs 2 MiB for the dA pass); the old
+// max(d_in, d_out) sizing asked for 1.76 MB and wrote past the 1.9 MB buffer,
+// which compute-sanitizer reports.
+void check_lora(CudaBackend& be, int N, int d_in, int d_out, int r, float p) {
+  std::printf(" lora_fwd/lora_bwd N=%d d_in=%d d_out=%d r=%d p=%.2f (%s)\n", N, d_in, d_out, r, p,
+              r <= 32 ? "fused kernels" : "cuBLAS fallback");
+  const float s = 2.f / float(r);
+  const uint64_t seed = 7;
+  auto x = dev::randn(size_t(N) * d_in, 401), A = dev::randn(size_t(r) * d_in, 402, 0.05f);
+  auto B = dev::randn(size_t(d_out) * r, 403, 0.05f), y = dev::randn(size_t(N) * d_out, 404);
+  auto g = dev::randn(size_t(N) * d_out, 405), dA0 = dev::randn(A.size(), 406), dB0 = dev::randn(B.size(), 407);
+  auto dx0 = dev::randn(x.size(), 408);
+  float *dx_ = up(be, x), *dA_ = up(be, A), *dB_ = up(be, B), *dy = up(be, y), *dg = up(be, g);
+  float *gA = up(be, dA0), *gB = up(be, dB0), *gx = up(be, dx0);
+  auto* du = static_cast<float*>(be.alloc(size_t(N) * r * 4));
+  auto* dgu = static_cast<float*>(be.alloc(size_t(N) * r * 4));
+  auto* work = static_cast<float*>(be.alloc(x.size() * 4));
+  be.lora_fwd(dy, du, dx_, dA_, dB_, N, d_in, d_out, r, s);
+  const auto u = down(be, du, size_t(N) * r);
+  std::vector<double> uref(size_t(N) * r), yref(y.begin(), y.end());
+  for (int n = 0; n < N; ++n)
+    for (int j = 0; j < r; ++j) {
+      double acc = 0;
+      for (int k = 0; k < d_in; ++k) acc += double(x[size_t(n) * d_in + k]) * A[size_t(j) * d_in + k];
+      uref[size_t(n) * r + j] = acc;
+    }
+  for (int n = 0; n < N; ++n)
+    for (int c = 0; c < d_out; ++c) {
+      double acc = 0;
+      for (int j = 0; j < r; ++j) acc += double(u[size_t(n) * r + j]) * B[size_t(c) * r + j];
+      yref[size_t(n) * d_out + c] += s * acc;
+    }
+  const double tk = 1e-5 * std::sqrt(double(d_in)), tn = 1e-5 * std::sqrt(double(N));
+  dev::check("lora_fwd u = x A^T", u, uref, tk, 1e-4);
+  dev::check("lora_fwd y += s u B^T", down(be, dy, y.size()), yref, 1e-5, 1e-4);
+  be.lora_bwd(dgu, gA, gB, gx, work, dg, dx_, du, dA_, dB_, N, d_in, d_out, r, s, p, seed);
+  std::vector<double> gu(size_t(N) * r), rA(dA0.begin(), dA0.end()), rB(dB0.begin(), dB0.end());
+  std::vector<double> rx(dx0.begin(), dx0.end());
+  for (int n = 0; n < N; ++n)
+    for (int j = 0; j < r; ++j) {
+      double acc = 0;
+      for (int c = 0; c < d_out; ++c) acc += double(g[size_t(n) * d_out + c]) * B[size_t(c) * r + j];
+      gu[size_t(n) * r + j] = s * acc;
+    }
+  for (int n = 0; n < N; ++n)
+    for (int c = 0; c < d_out; ++c) {
+      const double gv = s * double(g[size_t(n) * d_out + c]);
+      for (int j = 0; j < r; ++j) rB[size_t(c) * r + j] += gv * u[size_t(n) * r + j];
+    }
+  for (int n = 0; n < N; ++n)
+    for (int j = 0; j < r; ++j) {
+      const double gj = gu[size_t(n) * r + j];
+      for (int k = 0; k < d_in; ++k) {
+        rA[size_t(j) * d_in + k] += gj * x[size_t(n) * d_in + k];
+      }
+    }
+  const double keep_scale = p > 0.f ? double(1.0f / (1.0f - p)) : 1.0;
+  for (int n = 0; n < N; ++n)
+    for (int k = 0; k < d_in; ++k) {
+      const uint64_t e = uint64_t(n) * d_in + k;
+      if (p > 0.f && !(bl::uniform01(seed, e) >= p)) continue;
+      double acc = 0;
+      for (int j = 0; j < r; ++j) acc += gu[size_t(n) * r + j] * A[size_t(j) * d_in + k];
+      rx[e] += acc * keep_scale;
+    }
+  dev::check("lora_bwd gu = s g B", down(be, dgu, gu.size()), gu, 1e-5 * std::sqrt(double(d_out)), 1e-4);
+  dev::check("lora_bwd dB += s g^T u", down(be, gB, rB.size()), rB, tn, 1e-4);
+  dev::check("lora_bwd dA += gu^T x", down(be, gA, rA.size()), rA, tn, 1e-4);
+  dev::check(p > 0.f ? "lora_bwd dx += mask(gu A)" : "lora_bwd dx += gu A", down(be, gx, rx.size()), rx, 1e-5,
+             1e-4);
+  for (void* q : {(void*)dx_, (void*)dA_, (void*)dB_, (void*)dy, (void*)dg, (void*)gA, (void*)gB, (void*)gx,
+                  (void*)du, (void*)dgu, (void*)work})
+    be.dealloc(q);
 }
 
 void check_kfac(CudaBackend& be) {
@@ -310,7 +390,8 @@ void bench_lora(CudaBackend& be, int tokens, int d, int r) {
   char name[128];
   auto run = [&](const char* mode, auto&& frozen) {
     std::snprintf(name, sizeof name, "lora %s tokens%d d%d r%d", mode, tokens, d, r);
-    double ms = dev::time_ms([&] { frozen(); lora_part(); });
+    // Events on the backend's (non-blocking) stream, see dev::time_ms.
+    double ms = dev::time_ms([&] { frozen(); lora_part(); }, 3, 20, be.stream());
     dev::result("lora_gemm", name, ms, "TFLOPs", (base + lora) / ms / 1e9);
   };
   be.set_tf32(false);
@@ -334,6 +415,11 @@ int main() {
       return 2;
     }
     std::printf("backend: %s\n", be->describe().c_str());
+    be->scratch(700000);  // -> 1.9 MB, see check_lora
+    check_lora(*be, 1024, 4096, 11008, 8, 0.1f);
+    check_lora(*be, 1024, 11008, 4096, 8, 0.f);
+    check_lora(*be, 37, 131, 67, 5, 0.25f);
+    check_lora(*be, 64, 96, 80, 40, 0.25f);
     check_gemm(*be);
     check_kfac(*be);
     check_small_ops(*be);
