@@ -130,6 +130,27 @@ static McBatchView sub_batch(const McBatchView& b, int i0, int nb) {
   return v;
 }
 
+namespace {
+struct ChunkForward {
+  McOutput out;
+  double log_lik = 0;
+  int n_labelled = 0;
+};
+}  // namespace
+
+// One chunk's eval forward, its class probabilities p and labelled
+// log-likelihood. The last layer runs on the answer rows only: the observer
+// passes that follow recompute it in full when its o_proj or MLP has LoRA
+// (LlamaModel::backward_mc), and otherwise observe q/k/v on the short path.
+static ChunkForward forward_chunk(LlamaModel& m, const McBatchView& v, std::vector<double>& p) {
+  ChunkForward f;
+  f.out = m.forward_mc(v, /*train=*/false, /*dropout_step=*/-1, /*last_rows=*/true);
+  std::vector<double> logp;
+  class_probs(f.out.logits, v.B, v.C, p, logp);
+  labelled_loglik(v, logp, f.log_lik, f.n_labelled);
+  return f;
+}
+
 FisherBatchStats fisher_batch(LlamaModel& m, const McBatchView& b, KfacAccumulator& acc, const FisherOptions& o,
                               uint64_t batch_index) {
   BL_CHECK(o.samples >= 1 && o.samples <= 4096, code::kInvalidArgument, "samples must be in [1, 4096]");
@@ -150,14 +171,10 @@ FisherBatchStats fisher_batch(LlamaModel& m, const McBatchView& b, KfacAccumulat
     for (int i0 = 0; i0 < B; i0 += chunk) {
       const int nb = std::min(chunk, B - i0);
       const McBatchView v = sub_batch(b, i0, nb);
-      McOutput out = m.forward_mc(v, /*train=*/false);
-      std::vector<double> p, logp;
-      class_probs(out.logits, nb, C, p, logp);
-      double ll = 0;
-      int nl = 0;
-      labelled_loglik(v, logp, ll, nl);
-      st.log_lik += ll;
-      st.n_labelled += nl;
+      std::vector<double> p;
+      const ChunkForward f = forward_chunk(m, v, p);
+      st.log_lik += f.log_lik;
+      st.n_labelled += f.n_labelled;
 
       std::vector<float> seed(size_t(nb) * size_t(C));
       int pass = 0;
@@ -249,15 +266,11 @@ PredictBatchOut predict_batch(LlamaModel& m, const McBatchView& b, std::shared_p
   for (int i0 = 0; i0 < B; i0 += chunk) {
     const int nb = std::min(chunk, B - i0);
     const McBatchView v = sub_batch(b, i0, nb);
-    McOutput out = m.forward_mc(v, /*train=*/false);
-    std::copy(out.logits.begin(), out.logits.end(), r.logits.begin() + long(size_t(i0) * size_t(C)));
-    std::vector<double> p, logp;
-    class_probs(out.logits, nb, C, p, logp);
-    double ll = 0;
-    int nl = 0;
-    labelled_loglik(v, logp, ll, nl);
-    r.log_lik += ll;
-    r.n_labelled += nl;
+    std::vector<double> p;
+    const ChunkForward f = forward_chunk(m, v, p);
+    std::copy(f.out.logits.begin(), f.out.logits.end(), r.logits.begin() + long(size_t(i0) * size_t(C)));
+    r.log_lik += f.log_lik;
+    r.n_labelled += f.n_labelled;
     JacobianProjector jp(post, &m.backend());
     jp.begin_batch(nb, C);
     std::vector<float> seed(size_t(nb) * size_t(C));

@@ -693,7 +693,15 @@ void LlamaModel::attn_core_bwd(int l, bool need_input, bool pg, LoraObserver* ob
 // the attention-output gradient is scattered into a zeroed [N x qd] buffer
 // for the full attention backward. Rows that fed nothing had zero output
 // gradient, so every LoRA gradient is the same sum as on the full path.
-void LlamaModel::layer_bwd_last_rows(int l, bool need_input, bool pg) {
+bool LlamaModel::last_layer_post_attn_lora() const {
+  if (cfg_.num_hidden_layers < 1) return false;
+  const auto& lo = lora_at_[size_t(cfg_.num_hidden_layers - 1)];
+  for (int k : {kO, kGate, kUp, kDown})
+    if (lo[size_t(k)]) return true;
+  return false;
+}
+
+void LlamaModel::layer_bwd_last_rows(int l, bool need_input, bool pg, LoraObserver* obs) {
   Backend& be = *be_;
   LayerActs& la = a_.layers[size_t(l)];
   const auto& lo = lora_at_[size_t(l)];
@@ -716,7 +724,10 @@ void LlamaModel::layer_bwd_last_rows(int l, bool need_input, bool pg) {
   if (o_dx) {
     be.zero(a_.datt, size_t(N) * qd * sizeof(float));
     be.scatter_add_rows(a_.datt, a_.datt_last, a_.last_idx, B, qd);
-    attn_core_bwd(l, need_input, pg, nullptr);
+    // q/k/v see all N rows: their inputs are the full n1 and their output
+    // gradients come from the scattered a_.datt, whose other rows are the
+    // exact zeros the full path would have there.
+    attn_core_bwd(l, need_input, pg, obs);
   }
 }
 
@@ -730,7 +741,7 @@ void LlamaModel::trunk_bwd(bool pg, LoraObserver* obs) {
     // accumulator) must see whole passes, so only observer-free passes stop here.
     if (!obs) check_cancel("backward");
     if (fwd_last_rows_ && l == L - 1)
-      layer_bwd_last_rows(l, full || l > stop, pg);  // backward_mc rules out observers here
+      layer_bwd_last_rows(l, full || l > stop, pg, obs);  // backward_mc allows obs only without o/MLP LoRA here
     else
       layer_bwd(l, full || l > stop, pg, obs);
   }
@@ -748,10 +759,12 @@ void LlamaModel::backward_mc(const float* dlogits, LoraObserver* obs, bool accum
   begin_backward(accumulate, pg);
   const bool full = pg && full_training();
   const bool trunk = full || lowest_backward_layer(pg, obs) < cfg_.num_hidden_layers;
-  if (trunk && fwd_last_rows_ && (obs || full)) {
-    // An observer sees every position's inputs: rerun the last layer in full
-    // (same inputs and dropout seed; a_.hl keeps the forward's values). The
-    // forward stays full for any further backward passes.
+  if (trunk && fwd_last_rows_ && (full || (obs && last_layer_post_attn_lora()))) {
+    // An observer of the last layer's o_proj or MLP LoRA sees every
+    // position's inputs: rerun the last layer in full (same inputs and dropout
+    // seed; a_.hl keeps the forward's values). The forward stays full for any
+    // further backward passes. Without LoRA there the observer only sees q/k/v,
+    // whose every-row inputs and gradients the answer-rows backward has too.
     layer_fwd(cfg_.num_hidden_layers - 1);
     fwd_last_rows_ = false;
   }

@@ -188,7 +188,12 @@ class LlamaModel {
   // The last layer on the B last-position rows only (forward_mc's last_rows).
   bool last_rows_possible() const;
   void layer_fwd_last_rows(int l);
-  void layer_bwd_last_rows(int l, bool need_input, bool pg);
+  // obs: observes q/k/v (full-row inputs and gradients, as on the full path);
+  // only valid when the layer's o/gate/up/down carry no LoRA (see backward_mc).
+  void layer_bwd_last_rows(int l, bool need_input, bool pg, LoraObserver* obs);
+  // True when the last layer's o_proj or MLP carries LoRA: an observer would
+  // need their every-row inputs, which the answer-rows forward did not compute.
+  bool last_layer_post_attn_lora() const;
   int lowest_lora_layer() const;  // L when no layer has LoRA
   // Where a backward pass can stop: the lowest layer whose LoRA needs work
   // (parameter gradients: every LoRA layer; otherwise the layers with a

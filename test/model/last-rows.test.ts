@@ -3,7 +3,8 @@
 // It must give the full path's numbers: eval logits, a training trajectory
 // (dropout 0, and dropout 0.1 both where the shortcut steps aside and where
 // only q/v carry dropout), and observer passes after a shortened forward
-// (which recompute the last layer in full). The full path is forced with
+// (which recompute the last layer in full only when its o_proj or MLP has
+// LoRA; otherwise they observe q/k/v on the answer-rows backward). The full path is forced with
 // BAYESLORA_FULL_LAST_LAYER=1 (read at each forward; this file runs in its
 // own forked process).
 //
@@ -70,11 +71,16 @@ describe('last-layer answer-rows shortcut', () => {
     });
   }
 
-  it('gradients, and observer passes after a shortened forward, equal the full path', async () => {
+  // All modules: the observer pass recomputes the last layer in full (it
+  // observes o_proj and the MLP on every row). q/v/lm_head only: the observer
+  // pass stays on the answer rows and observes q/k/v through the scattered
+  // attention gradient.
+  for (const targets of [ALL_MODULES, ['q_proj', 'v_proj', 'lm_head']])
+  it(`gradients, and observer passes after a shortened forward, equal the full path (${targets.length} targets)`, async () => {
     const run = async (full: boolean) => {
       setFull(full);
       const m = await Model.load(dir);
-      m.addLora({ r: 3, alpha: 6, targetModules: ALL_MODULES, seed: 7 });
+      m.addLora({ r: 3, alpha: 6, targetModules: targets, seed: 7 });
       randomizeLora(m, 9, 0.3);
       const out = await m.forward(batches[1]);
       const b = batches[1];
@@ -82,7 +88,7 @@ describe('last-layer answer-rows shortcut', () => {
       for (let i = 0; i < b.B; i++) seed[i * b.C + b.labels![i]] -= 1;
       await m.backwardSeed(seed);
       const grads = m.getLoraGrads();
-      const rec = await m.observeBackward(seed); // recomputes the last layer in full
+      const rec = await m.observeBackward(seed);
       await m.backwardSeed(seed); // and the forward stays valid afterwards
       const grads2 = m.getLoraGrads();
       m.dispose();
