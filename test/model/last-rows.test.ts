@@ -15,6 +15,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { McBatch } from '../../ts/data/batch.ts';
 import { Model } from '../../ts/model.ts';
+import { Laplace } from '../../ts/laplace/laplace.ts';
 import { ALL_MODULES, maxAbs, maxAbsDiff, mcBatch, randomExamples, randomizeLora, tinyCheckpoint } from './util.ts';
 
 const ENV = 'BAYESLORA_FULL_LAST_LAYER';
@@ -110,4 +111,30 @@ describe('last-layer answer-rows shortcut', () => {
       close(a.rec[k].g, b.rec[k].g, `observed g ${k}`);
     }
   });
+  // Laplace.fit and predict run their forwards on the answer rows (fit.cc
+  // forward_chunk): the exact-Fisher passes and the Jacobian passes must give
+  // the full path's log-likelihood, log-determinant and Lambda, with and
+  // without LoRA on the last layer's o_proj/MLP, for reduce and expand.
+  for (const targets of [ALL_MODULES, ['q_proj', 'v_proj', 'lm_head']])
+    for (const tokens of ['reduce', 'expand'] as const)
+      it(`Laplace fit and predict equal the full path (${targets.length} targets, ${tokens})`, async () => {
+        const run = async (full: boolean) => {
+          setFull(full);
+          const m = await Model.load(dir);
+          m.addLora({ r: 3, alpha: 6, targetModules: targets, seed: 7 });
+          randomizeLora(m, 9, 0.3);
+          const la = await Laplace.fit(m, batches.slice(0, 3), { fisher: 'exact', prior: 2, nKfac: 8, tokens });
+          const s = la.summary();
+          const pred = await la.predict(batches[3], { method: 'probit' });
+          la.dispose();
+          m.dispose();
+          return { logMarglik: s.logMarglik, logits: pred.logits, lambda: pred.lambda, probs: pred.probs };
+        };
+        const a = await run(false);
+        const b = await run(true);
+        close([a.logMarglik], [b.logMarglik], 'log marginal likelihood');
+        close(a.logits, b.logits, 'predict logits');
+        close(a.lambda, b.lambda, 'Lambda');
+        close(a.probs, b.probs, 'probit probabilities');
+      });
 });
