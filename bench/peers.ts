@@ -16,7 +16,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ENGINE_MODELS } from './engine.ts';
+import { ENGINE_MODELS, type EngineModelSpec } from './engine.ts';
+import { measureGemm, type GemmShape } from './gemm.ts';
 import { summarize } from './machine.ts';
 import { makeTinyCheckpoint, type TinyCheckpointOptions } from '../ts/io/random-checkpoint.ts';
 import { writeSafetensorsFile, type TensorToWrite } from '../ts/io/safetensors.ts';
@@ -237,6 +238,47 @@ async function runCase(c: Case, threads: number, reps: { train: number; fit: num
 
 const flag = (args: string[], name: string, def: number): number => intFlag(args, 'peers', name, def);
 
+/**
+ * The frozen-weight GEMMs a LoRA training step cannot avoid (LoRA on q_proj,
+ * v_proj, lm_head; multiple-choice loss on the last position): the forward
+ * Y = X W^T of k, v in every layer and of q, o, gate, up, down in every layer
+ * but the last (whose q, o_proj and MLP only need the B answer rows), and the
+ * input gradients dX = dY W: k, v in layers 1..L-1, q in 1..L-2, o, gate, up,
+ * down in 0..L-2 (nothing below layer 0 trains, and in the last layer only
+ * the answer rows carry gradient into q, o and the MLP). Work on B rows,
+ * attention, LoRA, norms and the optimiser are left out, so
+ * the sum of these GEMMs' times is a lower bound on any implementation's
+ * step with this BLAS, and peer_s / floor_s an upper bound on the ratio.
+ */
+function stepGemms(m: EngineModelSpec, N: number): { shape: GemmShape; count: number }[] {
+  const d = m.hidden, I = m.intermediate, L = m.layers;
+  const q = m.heads * (d / m.heads), kv = m.kvHeads * (d / m.heads);
+  return [
+    { shape: { M: N, N: q, K: d, tb: true, label: 'q/o fwd' }, count: 2 * (L - 1) },
+    { shape: { M: N, N: kv, K: d, tb: true, label: 'k/v fwd' }, count: 2 * L },
+    { shape: { M: N, N: I, K: d, tb: true, label: 'gate/up fwd' }, count: 2 * (L - 1) },
+    { shape: { M: N, N: d, K: I, tb: true, label: 'down fwd' }, count: L - 1 },
+    { shape: { M: N, N: d, K: q, label: 'q/o dX' }, count: 2 * L - 3 },
+    { shape: { M: N, N: d, K: kv, label: 'k/v dX' }, count: 2 * (L - 1) },
+    { shape: { M: N, N: d, K: I, label: 'gate/up dX' }, count: 2 * (L - 1) },
+    { shape: { M: N, N: I, K: d, label: 'down dX' }, count: L - 1 },
+  ];
+}
+
+export async function trainingGemmFloor(m: EngineModelSpec, N: number) {
+  const list = stepGemms(m, N);
+  const g = await measureGemm(list.map((x) => ({ ...x.shape, label: `${m.name} ${x.shape.label} ${x.shape.M}x${x.shape.N}x${x.shape.K}` })), { repeats: 3 });
+  let seconds = 0;
+  let flops = 0;
+  list.forEach((x, i) => {
+    const f = 2 * x.shape.M * x.shape.N * x.shape.K;
+    flops += f * x.count;
+    seconds += (x.count * f) / (g.per_shape[i].gflops * 1e9);
+  });
+  return { seconds, gflop: flops / 1e9, gflops_per_shape: g.per_shape.map((p, i) => ({ label: p.label, count: list[i].count, gflops: p.gflops })) };
+}
+
+
 /** Flags: --quick (20m only), --model=NAME (tiny parity + that model only, e.g. 120m; for iterating: the peers.json it writes has only that model's rows, so do not commit it), --seq=N (default 128), --batch=N (4), --fit-batches=N (2), --repeats=N (5 train/predict, 3 fit), --threads=N (default: ours). */
 export async function run(args: string[] = []): Promise<object> {
   const log = (m: string) => process.stderr.write(`bench peers: ${m}\n`);
@@ -288,6 +330,10 @@ export async function run(args: string[] = []): Promise<object> {
   ];
   const results = [];
   for (const c of cases) results.push(await runCase(c, threads, reps, log));
+  // The training step's GEMM floor per model, measured after both sides ran
+  // (same threads, same BLAS).
+  const floors: Record<string, Awaited<ReturnType<typeof trainingGemmFloor>>> = {};
+  for (const s of specs) floors[s.name] = await trainingGemmFloor(s, batch * seq);
   const rows: object[] = [];
   const parity: Record<string, unknown> = {};
   for (const res of results) {
@@ -306,6 +352,13 @@ export async function run(args: string[] = []): Promise<object> {
         ours_spread: ours ? { min: ours.min, max: ours.max, n: ours.n } : null,
         peer_spread: peer ? { min: peer.min, max: peer.max, n: peer.n } : null,
         met: ratio !== null ? ratio >= TARGET_RATIO : false,
+        ...(task === 'train' && floors[res.name]
+          ? {
+              gemm_floor_s: floors[res.name].seconds,
+              max_ratio: peer ? peer.median / floors[res.name].seconds : null,
+              ours_over_floor: ours ? ours.median / floors[res.name].seconds : null,
+            }
+          : {}),
         note: res.peer.parity?.ok ? undefined : 'not timed: parity failed or peer error',
       });
     }
@@ -330,6 +383,9 @@ export async function run(args: string[] = []): Promise<object> {
       threads,
       thread_env: 'OMP_NUM_THREADS = OPENBLAS_NUM_THREADS = MKL_NUM_THREADS = BAYESLORA_THREADS = threads; torch.set_num_threads(threads)',
       parity_tolerance: TOL,
+      gemm_floor:
+        'training step only: the summed time of its unavoidable full-row frozen-weight GEMMs (forward X W^T of k/v in every layer and of q/o/gate/up/down in all but the last; input gradients dY W of k/v in layers 1..L-1, q in 1..L-2, o/gate/up/down in 0..L-2), each shape timed with the engine GEMM at the same threads; max_ratio = peer_s / gemm_floor_s bounds what any implementation on this BLAS could reach',
+      gemm_floor_detail: floors,
       parity_checks: 'tiny (vocab 600, d 32, 2 layers, GQA 4/2 heads, right padding, lm_head G side low rank, nKfac 16): logits, LoRA grads, all K-FAC factors (low rank as L L^T), Lambda, probit probs; 20m/120m: logits and LoRA grads',
     },
     peer: {

@@ -66,6 +66,12 @@ function peers(j: J): string {
       ['model', 'task', 'ours (s)', 'range', 'PyTorch (s)', 'range', 'ratio', 'target', ''],
       j.rows.map((r: J) => [r.model, r.task, f(r.ours_s, 3), sp(r.ours_spread), f(r.peer_s, 3), sp(r.peer_spread), f(r.ratio), `>= ${j.targets.ratio_min}x`, ok(r.met)]),
     ),
+    ...j.rows
+      .filter((r: J) => r.gemm_floor_s)
+      .map(
+        (r: J) =>
+          `\n${r.model} training step: its unavoidable frozen-weight GEMMs alone take ${f(r.gemm_floor_s, 3)} s with this BLAS (ours = ${f(r.ours_over_floor)}x that), so no implementation on this BLAS can beat the peer by more than ${f(r.max_ratio)}x.`,
+      ),
   ].join('\n');
 }
 
