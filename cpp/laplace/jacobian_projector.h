@@ -44,6 +44,8 @@ class JacobianProjector : public LoraObserver {
   // LoraObserver: m.id selects the posterior layer with that LoRA matrix id;
   // other matrices are skipped.
   bool observes(int id) const override { return post_->layer_of_id(id) >= 0; }
+  // J = sum_t g_t x_t^T: rows with zero gradient add nothing.
+  bool needs_every_row() const override { return false; }
   void observe(const LoraMatrixInfo& m, const float* x, const float* g, int B, int T,
                const uint8_t* mask) override;
 

@@ -688,7 +688,8 @@ void LlamaModel::attn_core_bwd(int l, bool need_input, bool pg, LoraObserver* ob
   // a_.dX = dL/d resid[l] (when need_input).
 }
 
-// The backward of layer_fwd_last_rows (no observer, no full training): the
+// The backward of layer_fwd_last_rows (no full training; observers as in
+// llama.h): the
 // MLP and o_proj on the B kept rows, from a_.dhl = dL/d (layer output rows);
 // the attention-output gradient is scattered into a zeroed [N x qd] buffer
 // for the full attention backward. Rows that fed nothing had zero output
@@ -711,12 +712,12 @@ void LlamaModel::layer_bwd_last_rows(int l, bool need_input, bool pg, LoraObserv
   const bool mlp_in_needed = attn_needed;
   const bool mlp_needed = lo[kGate] || lo[kUp] || lo[kDown] || mlp_in_needed;
   float* dxb = a_.dhl;  // [B x d]: dL/d layer output rows, then dL/d x_mid rows
-  if (mlp_needed) mlp_bwd(l, B, dxb, mlp_in_needed, pg, nullptr, B, 1, nullptr);
+  // o_proj and the MLP are observed on the kept rows, one per example (T = 1).
+  if (mlp_needed) mlp_bwd(l, B, dxb, mlp_in_needed, pg, obs, B, 1, nullptr);
   if (!attn_needed) return;
   const bool o_dx = lo[kQ] || lo[kK] || lo[kV] || need_input;
   if (o_dx) be.zero(a_.datt_last, size_t(B) * qd * sizeof(float));
-  lin_bwd(layer_lin(l, kO), a_.att_last, la.u[kO], dxb, o_dx ? a_.datt_last : nullptr, B, pg, nullptr, B, 1,
-          nullptr);
+  lin_bwd(layer_lin(l, kO), a_.att_last, la.u[kO], dxb, o_dx ? a_.datt_last : nullptr, B, pg, obs, B, 1, nullptr);
   if (need_input) {  // the residual part of dL/d resid[l]: dL/d x_mid on the kept rows
     be.zero(a_.dX, size_t(N) * d * sizeof(float));
     be.scatter_add_rows(a_.dX, dxb, a_.last_idx, B, d);
@@ -759,12 +760,13 @@ void LlamaModel::backward_mc(const float* dlogits, LoraObserver* obs, bool accum
   begin_backward(accumulate, pg);
   const bool full = pg && full_training();
   const bool trunk = full || lowest_backward_layer(pg, obs) < cfg_.num_hidden_layers;
-  if (trunk && fwd_last_rows_ && (full || (obs && last_layer_post_attn_lora()))) {
-    // An observer of the last layer's o_proj or MLP LoRA sees every
-    // position's inputs: rerun the last layer in full (same inputs and dropout
-    // seed; a_.hl keeps the forward's values). The forward stays full for any
-    // further backward passes. Without LoRA there the observer only sees q/k/v,
-    // whose every-row inputs and gradients the answer-rows backward has too.
+  if (trunk && fwd_last_rows_ && (full || (obs && obs->needs_every_row() && last_layer_post_attn_lora()))) {
+    // An observer that needs every position's inputs of the last layer's
+    // o_proj or MLP LoRA (K-FAC): rerun the last layer in full (same inputs
+    // and dropout seed; a_.hl keeps the forward's values). The forward stays
+    // full for any further backward passes. Otherwise the answer-rows
+    // backward serves: q/k/v are observed on every row, o_proj and the MLP on
+    // the answer rows (a Jacobian needs no rows whose gradient is zero).
     layer_fwd(cfg_.num_hidden_layers - 1);
     fwd_last_rows_ = false;
   }

@@ -188,8 +188,9 @@ class LlamaModel {
   // The last layer on the B last-position rows only (forward_mc's last_rows).
   bool last_rows_possible() const;
   void layer_fwd_last_rows(int l);
-  // obs: observes q/k/v (full-row inputs and gradients, as on the full path);
-  // only valid when the layer's o/gate/up/down carry no LoRA (see backward_mc).
+  // obs sees q/k/v on every row (as on the full path) and o_proj/MLP on the
+  // B kept rows (T = 1): only for observers that do not need every row, or
+  // when those modules carry no LoRA (see backward_mc).
   void layer_bwd_last_rows(int l, bool need_input, bool pg, LoraObserver* obs);
   // True when the last layer's o_proj or MLP carries LoRA: an observer would
   // need their every-row inputs, which the answer-rows forward did not compute.

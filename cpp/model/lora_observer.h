@@ -33,6 +33,12 @@ class LoraObserver {
   // gradients stops below the lowest layer with an observed matrix, so e.g.
   // last-layer Laplace never runs the transformer blocks backward.
   virtual bool observes(int /*id*/) const { return true; }
+  // Whether observe() needs every position's inputs, also where the output
+  // gradient is zero. K-FAC's input factor (a mean or sum over tokens) does;
+  // a Jacobian sum_t g_t x_t^T does not, so a multiple-choice backward may
+  // show it the last layer's o_proj and MLP on the answer rows only (T = 1,
+  // one row per example), as it does for the LM head.
+  virtual bool needs_every_row() const { return true; }
 };
 
 }  // namespace bl
