@@ -210,13 +210,16 @@ FisherBatchStats fisher_batch(LlamaModel& m, const McBatchView& b, KfacAccumulat
           // seed, and G sums their outer products). H has rank C - 1 (H 1 =
           // 0), so the C - 1 columns U_k sqrt(w_k) of its leading eigenpairs
           // give the same Fisher with one backward pass fewer per example.
+          // The inputs go with the last pass: the gradient-only passes before
+          // it keep the last layer on the answer rows (LoraObserver::
+          // needs_every_row); only the last one may have to rerun it in full.
           const std::vector<double> R = exact_seeds(p, nb, C);
           for (int j = 0; j < C - 1; ++j) {
             for (int i = 0; i < nb; ++i)
               for (int c = 0; c < C; ++c)
                 seed[size_t(i) * size_t(C) + size_t(c)] =
                     float(R[(size_t(i) * size_t(C) + size_t(c)) * size_t(C - 1) + size_t(j)]);
-            run(j == 0, 1.0);
+            run(j == C - 2, 1.0);
           }
           break;
         }
@@ -237,7 +240,7 @@ FisherBatchStats fisher_batch(LlamaModel& m, const McBatchView& b, KfacAccumulat
               }
               set_row(i, y, 1.0);
             }
-            run(s == 0, 1.0 / o.samples);
+            run(s == o.samples - 1, 1.0 / o.samples);  // inputs last, as for exact
           }
           break;
         }

@@ -143,6 +143,10 @@ class KfacAccumulator : public LoraObserver {
   int find_layer(const std::string& name) const;  // -1 when absent
   int layer_of_id(int id) const;  // -1 when no layer observes matrix `id`
   bool observes(int id) const override { return layer_of_id(id) >= 0; }
+  // Inputs (SA, Z) are means/sums over every real token; a gradient-only
+  // pass needs just the rows with nonzero gradient, and 'aligned' weights each
+  // input row by its gradient, so neither needs rows whose gradient is zero.
+  bool needs_every_row() const override { return pass_inputs_ && opt_.tokens != TokenMode::kAligned; }
 
   // Announce the next backward pass over the current batch: whether inputs
   // (SA, Z) are accumulated in it, and the weight of its gradient outer
