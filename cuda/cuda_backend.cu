@@ -98,7 +98,18 @@ std::string open_device(int device) {
 // ---- construction -----------------------------------------------------------------
 
 CudaBackend::CudaBackend(int device) : device_(device) {
-  describe_ = open_device(device);
+  // A throwing constructor runs no destructor: release what was created so
+  // far (stream, cuBLAS handle, workspace) before the error leaves.
+  try {
+    init();
+  } catch (...) {
+    release();
+    throw;
+  }
+}
+
+void CudaBackend::init() {
+  describe_ = open_device(device_);
   std::string why;
   api_ = cuda::blas::load(&why);
   if (!api_) fail(code::kUnsupported, describe_, ": ", why);
@@ -122,7 +133,9 @@ CudaBackend::CudaBackend(int device) : device_(device) {
   describe_ = os.str();
 }
 
-CudaBackend::~CudaBackend() {
+CudaBackend::~CudaBackend() { release(); }
+
+void CudaBackend::release() noexcept {
   if (!cuda::sticky_error().empty()) return;  // nothing can be released safely
   if (stream_) cudaStreamSynchronize(st(stream_));
   if (blas_ && api_) api_->destroy(blas_);
@@ -130,6 +143,10 @@ CudaBackend::~CudaBackend() {
   if (scratch_) cudaFree(scratch_);
   if (host_result_) cudaFreeHost(host_result_);
   if (stream_) cudaStreamDestroy(st(stream_));
+  blas_ = nullptr;
+  workspace_ = scratch_ = nullptr;
+  host_result_ = nullptr;
+  stream_ = nullptr;
   (void)cudaGetLastError();
 }
 
@@ -540,7 +557,9 @@ Backend& cuda_backend() {
   try {
     g_inst = new CudaBackend(env_device());  // never deleted: outlives every Buffer
   } catch (const Error& e) {
-    g_inst_error = std::make_unique<Error>(e);
+    // Out of memory may pass (another process frees the device): try again
+    // next time. Anything else (no device, no cuBLAS, too old) is permanent.
+    if (e.code() != code::kCudaOom) g_inst_error = std::make_unique<Error>(e);
     throw;
   }
   return *g_inst;

@@ -139,6 +139,8 @@ class CudaBackend final : public Backend {
   std::string describe() const;
 
  private:
+  void init();              // the constructor's work (device, cuBLAS, stream, workspace)
+  void release() noexcept;  // frees what init created; the destructor and a failed init
   void blas_gemm_ex(bool ta, bool tb, int M, int N, int K, float alpha, const void* A, int atype, int lda,
                     const void* B, int btype, int ldb, float beta, float* C, int ldc, int compute);
 
