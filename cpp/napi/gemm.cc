@@ -191,6 +191,8 @@ Napi::Value gemm_info(const Napi::CallbackInfo& info) {
   o.Set("blasThreads", cpu::blas_threads());
   o.Set("coretypeEnv", b.coretype_env);
   o.Set("coretypeSetByBayeslora", b.coretype_set_by_us);
+  o.Set("threadTimeoutEnv", b.thread_timeout_env);
+  o.Set("threadTimeoutSetByBayeslora", b.thread_timeout_set_by_us);
   Napi::Array attempts = Napi::Array::New(env, b.attempts.size());
   for (size_t i = 0; i < b.attempts.size(); ++i) attempts.Set(uint32_t(i), b.attempts[i]);
   o.Set("blasAttempts", attempts);

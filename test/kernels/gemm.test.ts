@@ -356,6 +356,21 @@ describe('BLAS loading and kernel selection', () => {
     expect(res.status, res.stderr).toBe(0);
     return JSON.parse(res.stdout.trim().split('\n').pop()!);
   }
+  it('sets OPENBLAS_THREAD_TIMEOUT=16 before loading OpenBLAS unless the user set it', () => {
+    const base = { ...process.env };
+    delete base.OPENBLAS_THREAD_TIMEOUT;
+    const run = (env: Record<string, string>) => {
+      const script = `const a = require(${JSON.stringify(nativePath())}); const i = a.gemmInfo();
+        console.log(JSON.stringify({ loaded: i.blasLoaded, env: i.threadTimeoutEnv, byUs: i.threadTimeoutSetByBayeslora, seen: process.env.OPENBLAS_THREAD_TIMEOUT ?? null }));`;
+      const res = spawnSync(process.execPath, ['-e', script], { env: { ...base, ...env }, encoding: 'utf8' });
+      expect(res.status, res.stderr).toBe(0);
+      return JSON.parse(res.stdout.trim().split('\n').pop()!);
+    };
+    const d = run({});
+    if (!d.loaded) return; // no OpenBLAS on this machine: nothing is set
+    expect(d).toEqual({ loaded: true, env: '16', byUs: true, seen: '16' });
+    expect(run({ OPENBLAS_THREAD_TIMEOUT: '24' })).toEqual({ loaded: true, env: '24', byUs: false, seen: '24' });
+  });
   it('works with BLAS disabled (BAYESLORA_BLAS=none)', () => {
     const r = child({ BAYESLORA_BLAS: 'none' }) as { info: { blas: string; blasLoaded: boolean }; c: number[]; blasCode: string };
     expect(r.info.blasLoaded).toBe(false);

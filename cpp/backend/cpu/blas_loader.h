@@ -4,6 +4,10 @@
 // libopenblas.so.0, libopenblas.so. Before the dlopen, on CPUs with AVX-512
 // and no user-set OPENBLAS_CORETYPE, OPENBLAS_CORETYPE=SkylakeX is set:
 // OpenBLAS 0.3.21 misdetects newer AVX-512 CPUs and falls back to slow kernels.
+// Also before the dlopen, unless the user set it, OPENBLAS_THREAD_TIMEOUT=16:
+// OpenBLAS's idle threads then sleep after 2^16 cycles instead of 2^28 (about
+// 0.1 s of sched_yield spinning after every call), which otherwise takes the
+// cores from this library's own pool (attention, norms) between GEMMs.
 #pragma once
 #include <string>
 #include <vector>
@@ -17,6 +21,8 @@ struct BlasLib {
   std::string corename;    // openblas_get_corename(), ""
   std::string coretype_env;     // OPENBLAS_CORETYPE at load time ("" when unset)
   bool coretype_set_by_us = false;
+  std::string thread_timeout_env;  // OPENBLAS_THREAD_TIMEOUT at load time
+  bool thread_timeout_set_by_us = false;
   std::vector<std::string> attempts;  // "path: error" for each failed candidate, or "disabled"
 };
 
