@@ -26,6 +26,7 @@ import { Laplace } from '../ts/laplace/laplace.ts';
 import { info, setThreads } from '../ts/info.ts';
 import type { McBatch } from '../ts/data/batch.ts';
 import { intFlag } from './flags.ts';
+import { loadNative } from '../ts/native.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const PYTHON = '/usr/bin/python3';
@@ -89,9 +90,20 @@ function torchAvailable(): string | null {
   return r.status === 0 ? r.stdout.trim() : null;
 }
 
+/** The peer's environment: the same thread count, and OpenBLAS configured as
+ * ours loaded it (core type, and the idle-thread timeout our loader sets). */
 function threadEnv(n: number): NodeJS.ProcessEnv {
   const s = String(n);
-  return { ...process.env, OMP_NUM_THREADS: s, OPENBLAS_NUM_THREADS: s, MKL_NUM_THREADS: s, BAYESLORA_THREADS: s };
+  const g = loadNative().gemmInfo() as { coretypeEnv: string; threadTimeoutEnv: string };
+  const blas: Record<string, string> = {};
+  if (g.coretypeEnv) blas.OPENBLAS_CORETYPE = g.coretypeEnv;
+  if (g.threadTimeoutEnv) blas.OPENBLAS_THREAD_TIMEOUT = g.threadTimeoutEnv;
+  // torch's OpenMP threads wait actively by default; next to OpenBLAS's own
+  // threads that made the peer's 2-thread runs 2-4x slower than passive
+  // waiting on this 2-core machine (20m training step 1.03 s vs 0.27 s), so
+  // the peer gets passive waiting (its best setting here) unless set.
+  if (!process.env.OMP_WAIT_POLICY) blas.OMP_WAIT_POLICY = 'PASSIVE';
+  return { ...process.env, ...blas, OMP_NUM_THREADS: s, OPENBLAS_NUM_THREADS: s, MKL_NUM_THREADS: s, BAYESLORA_THREADS: s };
 }
 
 /** Reference values for the peer's parity check (safetensors; factors as dense S, F64 stored as F32 pairs avoided: F32). */
@@ -381,7 +393,8 @@ export async function run(args: string[] = []): Promise<object> {
       repeats: reps,
       timing: 'median of repeats (one untimed warm-up for train and predict); ratio = peer_s / ours_s',
       threads,
-      thread_env: 'OMP_NUM_THREADS = OPENBLAS_NUM_THREADS = MKL_NUM_THREADS = BAYESLORA_THREADS = threads; torch.set_num_threads(threads)',
+      thread_env: 'OMP_NUM_THREADS = OPENBLAS_NUM_THREADS = MKL_NUM_THREADS = BAYESLORA_THREADS = threads; torch.set_num_threads(threads); OPENBLAS_CORETYPE and OPENBLAS_THREAD_TIMEOUT as our process loaded OpenBLAS with; OMP_WAIT_POLICY=PASSIVE for the peer unless set (its best setting here)',
+      peer_env: (({ OPENBLAS_CORETYPE, OPENBLAS_THREAD_TIMEOUT, OMP_WAIT_POLICY }) => ({ OPENBLAS_CORETYPE, OPENBLAS_THREAD_TIMEOUT, OMP_WAIT_POLICY }))(threadEnv(threads)),
       parity_tolerance: TOL,
       gemm_floor:
         'training step only: the summed time of its unavoidable full-row frozen-weight GEMMs (forward X W^T of k/v in every layer and of q/o/gate/up/down in all but the last; input gradients dY W of k/v in layers 1..L-1, q in 1..L-2, o/gate/up/down in 0..L-2), each shape timed with the engine GEMM at the same threads; max_ratio = peer_s / gemm_floor_s bounds what any implementation on this BLAS could reach',
