@@ -114,9 +114,9 @@ describe('last-layer answer-rows shortcut', () => {
   // Laplace.fit and predict run their forwards on the answer rows (fit.cc
   // forward_chunk): the exact-Fisher passes and the Jacobian passes must give
   // the full path's log-likelihood, log-determinant and Lambda, with and
-  // without LoRA on the last layer's o_proj/MLP, for reduce and expand.
+  // without LoRA on the last layer's o_proj/MLP, for reduce, expand and aligned.
   for (const targets of [ALL_MODULES, ['q_proj', 'v_proj', 'lm_head']])
-    for (const tokens of ['reduce', 'expand'] as const)
+    for (const tokens of ['reduce', 'expand', 'aligned'] as const)
       it(`Laplace fit and predict equal the full path (${targets.length} targets, ${tokens})`, async () => {
         const run = async (full: boolean) => {
           setFull(full);
