@@ -139,12 +139,12 @@ struct ChunkForward {
 }  // namespace
 
 // One chunk's eval forward, its class probabilities p and labelled
-// log-likelihood. The last layer runs on the answer rows only: the observer
-// passes that follow recompute it in full when its o_proj or MLP has LoRA
-// (LlamaModel::backward_mc), and otherwise observe q/k/v on the short path.
+// log-likelihood. The forward runs the last layer on the answer rows; an
+// observer pass that needs every row of its o_proj/MLP LoRA (K-FAC's inputs
+// pass) recomputes it in full (LlamaModel::backward_mc).
 static ChunkForward forward_chunk(LlamaModel& m, const McBatchView& v, std::vector<double>& p) {
   ChunkForward f;
-  f.out = m.forward_mc(v, /*train=*/false, /*dropout_step=*/-1, /*last_rows=*/true);
+  f.out = m.forward_mc(v, /*train=*/false);
   std::vector<double> logp;
   class_probs(f.out.logits, v.B, v.C, p, logp);
   labelled_loglik(v, logp, f.log_lik, f.n_labelled);

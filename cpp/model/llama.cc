@@ -6,8 +6,8 @@
 //                    x' = x_mid + down(silu(gate(n2)) * up(n2)).
 // A LoRA linear:     y = x W0^T (+b) + s * (drop(x) A^T) B^T, with u = drop(x) A^T
 //                    saved; backward recomputes drop(x) from the step's seed.
-// Multiple-choice passes without an observer may run the last layer past its
-// attention on the B answer rows only (layer_fwd_last_rows / layer_bwd_last_rows).
+// Multiple-choice passes may run the last layer past its attention on the B
+// answer rows only (layer_fwd_last_rows / layer_bwd_last_rows).
 #include "model/llama.h"
 
 #include <algorithm>
@@ -478,8 +478,7 @@ void LlamaModel::trunk_forward() {
   }
 }
 
-McOutput LlamaModel::forward_mc(const McBatchView& b, bool train, int64_t dropout_step,
-                                bool last_rows) {
+McOutput LlamaModel::forward_mc(const McBatchView& b, bool train, int64_t dropout_step) {
   validate_mc_batch(b, cfg_.vocab_size);
   BL_CHECK(int64_t(b.B) * cfg_.vocab_size < int64_t(std::numeric_limits<int32_t>::max()),
            code::kInvalidArgument, "mc batch: B * vocab_size is too large");
@@ -491,7 +490,7 @@ McOutput LlamaModel::forward_mc(const McBatchView& b, bool train, int64_t dropou
   ws_.prepare(be, D, WsMode::kMc, b.B, b.T, b.C, a_);
 
   begin_forward(train, dropout_step);
-  fwd_last_rows_ = last_rows && last_rows_possible();
+  fwd_last_rows_ = last_rows_possible();
 
   const int B = b.B, C = b.C, T = b.T, d = cfg_.hidden_size;
   upload_tokens(b.ids, b.mask, B, T);
@@ -688,12 +687,6 @@ void LlamaModel::attn_core_bwd(int l, bool need_input, bool pg, LoraObserver* ob
   // a_.dX = dL/d resid[l] (when need_input).
 }
 
-// The backward of layer_fwd_last_rows (no full training; observers as in
-// llama.h): the
-// MLP and o_proj on the B kept rows, from a_.dhl = dL/d (layer output rows);
-// the attention-output gradient is scattered into a zeroed [N x qd] buffer
-// for the full attention backward. Rows that fed nothing had zero output
-// gradient, so every LoRA gradient is the same sum as on the full path.
 bool LlamaModel::last_layer_post_attn_lora() const {
   if (cfg_.num_hidden_layers < 1) return false;
   const auto& lo = lora_at_[size_t(cfg_.num_hidden_layers - 1)];
@@ -702,6 +695,12 @@ bool LlamaModel::last_layer_post_attn_lora() const {
   return false;
 }
 
+// The backward of layer_fwd_last_rows (no full training; observers as in
+// llama.h): the MLP and o_proj on the B kept rows, from a_.dhl = dL/d (layer
+// output rows); the attention-output gradient is scattered into a zeroed
+// [N x qd] buffer for the full attention backward. Rows that fed nothing had
+// zero output gradient, so every LoRA gradient is the same sum as on the
+// full path.
 void LlamaModel::layer_bwd_last_rows(int l, bool need_input, bool pg, LoraObserver* obs) {
   Backend& be = *be_;
   LayerActs& la = a_.layers[size_t(l)];
@@ -742,7 +741,7 @@ void LlamaModel::trunk_bwd(bool pg, LoraObserver* obs) {
     // accumulator) must see whole passes, so only observer-free passes stop here.
     if (!obs) check_cancel("backward");
     if (fwd_last_rows_ && l == L - 1)
-      layer_bwd_last_rows(l, full || l > stop, pg, obs);  // backward_mc allows obs only without o/MLP LoRA here
+      layer_bwd_last_rows(l, full || l > stop, pg, obs);  // backward_mc reran the layer for observers that need every row
     else
       layer_bwd(l, full || l > stop, pg, obs);
   }

@@ -104,15 +104,13 @@ class LlamaModel {
   // applies LoRA dropout, its masks drawn from (LoRA seed, dropout_step);
   // dropout_step < 0 means the model's own counter of training forwards
   // (what training uses), >= 0 fixes the masks (tests, MC dropout).
-  // last_rows: the caller promises that no backward pass on this forward needs
-  // the last layer at every position (no observer; observer passes still
-  // work but first recompute that layer in full). Then, unless full training,
-  // LoRA dropout on the last layer's o/gate/up/down, or the environment
-  // variable BAYESLORA_FULL_LAST_LAYER (non-empty, not "0") rules it out, the
-  // last layer runs o_proj, its residual, norm and MLP on the B last-position
-  // rows only (the other rows feed nothing); equal up to GEMM rounding.
-  McOutput forward_mc(const McBatchView& b, bool train, int64_t dropout_step = -1,
-                      bool last_rows = false);
+  // Unless full training, LoRA dropout on the last layer's o/gate/up/down, or
+  // the environment variable BAYESLORA_FULL_LAST_LAYER (non-empty, not "0")
+  // rules it out, the last layer runs o_proj, its residual, norm and MLP on
+  // the B last-position rows only (the other rows feed nothing); equal up to
+  // GEMM rounding. A backward pass whose observer needs every row of that
+  // layer's o_proj/MLP LoRA recomputes it in full first (backward_mc).
+  McOutput forward_mc(const McBatchView& b, bool train, int64_t dropout_step = -1);
   // dlogits: host [B*C] seed for the last forward_mc. Computes gradients of
   // LoRA matrices (and, in full-training mode, of all weights) when
   // param_grads; zeroes them first unless accumulate_grads. The observer (may
@@ -185,7 +183,7 @@ class LlamaModel {
                const uint8_t* mask);
   // Attention backward from a_.datt = dL/d att (all rows) down to the layer input.
   void attn_core_bwd(int l, bool need_input, bool pg, LoraObserver* obs);
-  // The last layer on the B last-position rows only (forward_mc's last_rows).
+  // The last layer on the B last-position rows only (see forward_mc).
   bool last_rows_possible() const;
   void layer_fwd_last_rows(int l);
   // obs sees q/k/v on every row (as on the full path) and o_proj/MLP on the

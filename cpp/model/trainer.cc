@@ -42,8 +42,7 @@ McStepResult mc_train_step(LlamaModel& m, const McBatchView& b, float grad_scale
   BL_CHECK(m.num_trainable() > 0, code::kInvalidArgument,
            "the model has no trainable parameters (add LoRA or enable full training)");
   McStepResult res;
-  // No observer follows: the last layer may run on the answer rows only.
-  res.out = m.forward_mc(b, /*train=*/true, /*dropout_step=*/-1, /*last_rows=*/true);
+  res.out = m.forward_mc(b, /*train=*/true);
   BL_CHECK(res.out.n_labelled > 0, code::kInvalidArgument,
            "training batch has no labelled example (all labels are -1)");
   const bool finite = std::isfinite(res.out.loss);

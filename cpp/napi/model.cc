@@ -439,8 +439,7 @@ Napi::Value ModelWrap::Forward(const Napi::CallbackInfo& info) {
   auto res = std::make_shared<McOutput>();
   return run_async(
       info.Env(), "bayeslora.model.forward",
-      // last_rows: an observeBackward after this forward recomputes the last layer in full.
-      [l, d, res, train, dstep] { *res = l->model().forward_mc(d->view(), train, dstep, /*last_rows=*/true); },
+      [l, d, res, train, dstep] { *res = l->model().forward_mc(d->view(), train, dstep); },
       [l, res](Napi::Env env) -> Napi::Value {
         l->report_memory(env);
         return mc_to_js(env, *res);

@@ -1,4 +1,4 @@
-// The multiple-choice last-layer shortcut (llama.h forward_mc last_rows): the
+// The multiple-choice last-layer shortcut (llama.h forward_mc): the
 // last layer runs o_proj, its residual, norm and MLP on the answer rows only.
 // It must give the full path's numbers: eval logits, a training trajectory
 // (dropout 0, and dropout 0.1 both where the shortcut steps aside and where
