@@ -290,7 +290,6 @@ export async function trainingGemmFloor(m: EngineModelSpec, N: number) {
   return { seconds, gflop: flops / 1e9, gflops_per_shape: g.per_shape.map((p, i) => ({ label: p.label, count: list[i].count, gflops: p.gflops })) };
 }
 
-
 /** Flags: --quick (20m only), --model=NAME (tiny parity + that model only, e.g. 120m; for iterating: the peers.json it writes has only that model's rows, so do not commit it), --seq=N (default 128), --batch=N (4), --fit-batches=N (2), --repeats=N (5 train/predict, 3 fit), --threads=N (default: ours). */
 export async function run(args: string[] = []): Promise<object> {
   const log = (m: string) => process.stderr.write(`bench peers: ${m}\n`);
