@@ -100,6 +100,28 @@ describe('attention', () => {
     for (let t = 4; t < 6; t++) for (let j = 0; j < s.H * s.hd; j++) expect(out[t * s.H * s.hd + j]).toBe(0);
   });
 
+  it('padding inside and across 8-key blocks (the vector softmax path and its tail)', () => {
+    // T = 21: rows see 1..21 keys, so the 8-lane loop, its masked lanes and
+    // the scalar tail all run; a wrong lane mask shows up as O(0.1) errors.
+    const s = { B: 3, T: 21, H: 2, Hkv: 1, hd: 4 };
+    const mask = padMask(3, 21, [
+      [5, 21], // left padding: the first block holds padded and real keys
+      [0, 13], // right padding
+      [0, 21],
+    ]);
+    // Holes in the third example: padded keys between real ones (a real query
+    // must skip them in the max, the exponentials and the sum).
+    for (const t of [1, 6, 9, 10, 17]) mask[2 * 21 + t] = 0;
+    const { out, saved } = checkAttention(s, mask, 11);
+    for (let t = 0; t < 5; t++) for (let j = 0; j < s.H * s.hd; j++) expect(out[t * s.H * s.hd + j]).toBe(0);
+    // Padded keys get probability exactly 0 in every row of every head.
+    for (let b = 0; b < 3; b++)
+      for (let h = 0; h < s.H; h++)
+        for (let t = 0; t < s.T; t++)
+          for (let u = 0; u < s.T; u++)
+            if (!mask[b * s.T + u] || u > t) expect(saved[((b * s.H + h) * s.T + t) * s.T + u]).toBe(0);
+  });
+
   it('a left-padded sequence gives the same outputs as the unpadded one', () => {
     const s = { B: 1, T: 7, H: 2, Hkv: 1, hd: 8 };
     const pad = 3;

@@ -22,8 +22,10 @@
 #include <limits>
 #include <vector>
 
+#include "backend/cpu/cpu_features.h"
 #include "backend/cpu/cpu_ops.h"
 #include "backend/cpu/gemm.h"
+#include "backend/cpu/vec_exp.h"
 #include "core/threads.h"
 
 namespace bl::cpu {
@@ -54,7 +56,7 @@ inline void gemm(bool ta, bool tb, int M, int N, int K, float alpha, const float
 // Scores row t -> probabilities over visible keys s <= t with mask[s] == 1.
 // A padded query (or, defensively, one with no visible key) gets a zero row,
 // which makes its output and all its gradients zero.
-void softmax_row(float* p, int t, int T, const uint8_t* m) {
+void softmax_row_scalar(float* p, int t, int T, const uint8_t* m) {
   float mx = -std::numeric_limits<float>::infinity();
   if (real(m, t))
     for (int s = 0; s <= t; ++s)
@@ -72,6 +74,73 @@ void softmax_row(float* p, int t, int T, const uint8_t* m) {
   float inv = 1.0f / sum;
   for (int s = 0; s <= t; ++s) p[s] *= inv;
   for (int s = t + 1; s < T; ++s) p[s] = 0.0f;
+}
+
+#if defined(__x86_64__)
+// The same row with 8 keys at a time and the vector exp: libm's scalar expf
+// was ~2% of a 20m training step (one exp per visible score). Arguments are
+// clamped at -87 (exp's valid range): a probability below 1.6e-38 instead of
+// a smaller one, far below float rounding of the row sum.
+// Lanes of keys [s, s+8) that are padding: all ones where mask[s] == 0 (none
+// without a mask).
+BL_VTARGET_AVX2 inline __m256 pad_lanes(const uint8_t* m, int s) {
+  if (!m) return _mm256_setzero_ps();
+  const __m128i b = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(m + s));
+  return _mm256_castsi256_ps(_mm256_cmpeq_epi32(_mm256_cvtepu8_epi32(b), _mm256_setzero_si256()));
+}
+
+BL_VTARGET_AVX2 void softmax_row_avx2(float* p, int t, int T, const uint8_t* m) {
+  const float ninf = -std::numeric_limits<float>::infinity();
+  const int n = t + 1;  // visible keys [0, t]
+  float mx = ninf;
+  if (real(m, t)) {
+    __m256 vm = _mm256_set1_ps(ninf);
+    int s = 0;
+    for (; s + 8 <= n; s += 8)
+      vm = _mm256_max_ps(vm, _mm256_blendv_ps(_mm256_loadu_ps(p + s), _mm256_set1_ps(ninf), pad_lanes(m, s)));
+    alignas(32) float lanes[8];
+    _mm256_store_ps(lanes, vm);
+    for (float x : lanes) mx = x > mx ? x : mx;
+    for (; s < n; ++s)
+      if (real(m, s) && p[s] > mx) mx = p[s];
+  }
+  if (!(mx > ninf)) {
+    for (int s = 0; s < T; ++s) p[s] = 0.0f;
+    return;
+  }
+  const __m256 vmx = _mm256_set1_ps(mx), lo = _mm256_set1_ps(-87.0f);
+  __m256 vs = _mm256_setzero_ps();
+  int s = 0;
+  for (; s + 8 <= n; s += 8) {
+    __m256 e = exp_avx2(_mm256_max_ps(_mm256_sub_ps(_mm256_loadu_ps(p + s), vmx), lo));
+    e = _mm256_andnot_ps(pad_lanes(m, s), e);
+    _mm256_storeu_ps(p + s, e);
+    vs = _mm256_add_ps(vs, e);
+  }
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, vs);
+  float sum = 0.0f;  // every term <= 1 and one term is exactly 1: float is accurate here
+  for (float x : lanes) sum += x;
+  for (; s < n; ++s) {
+    const float e = real(m, s) ? std::exp(p[s] - mx) : 0.0f;
+    p[s] = e;
+    sum += e;
+  }
+  const __m256 vinv = _mm256_set1_ps(1.0f / sum);
+  s = 0;
+  for (; s + 8 <= n; s += 8) _mm256_storeu_ps(p + s, _mm256_mul_ps(_mm256_loadu_ps(p + s), vinv));
+  const float inv = 1.0f / sum;
+  for (; s < n; ++s) p[s] *= inv;
+  for (s = n; s < T; ++s) p[s] = 0.0f;
+}
+#endif
+
+void softmax_row(float* p, int t, int T, const uint8_t* m) {
+#if defined(__x86_64__)
+  static const bool v = cpu_features().avx2_fma();
+  if (v) return softmax_row_avx2(p, t, T, m);
+#endif
+  softmax_row_scalar(p, t, T, m);
 }
 
 }  // namespace

@@ -1,15 +1,12 @@
 // SwiGLU activation of the LLaMA MLP: out = silu(gate) * up, silu(g) = g sigmoid(g).
-// On AVX2+FMA hosts 8 lanes at a time with a vector exp (below); why: with
+// On AVX2+FMA hosts 8 lanes at a time with a vector exp (vec_exp.h); why: with
 // libm's scalar expf the activation and its backward were ~13% of a 20m
 // training step (perf: swiglu_fwd/bwd + __expf_fma), next to ~65% in SGEMM.
 #include <cmath>
 
-#if defined(__x86_64__)
-#include <immintrin.h>
-#endif
-
 #include "backend/cpu/cpu_features.h"
 #include "backend/cpu/cpu_ops.h"
+#include "backend/cpu/vec_exp.h"
 #include "core/threads.h"
 
 namespace bl::cpu {
@@ -34,27 +31,7 @@ void bwd_scalar(float* dgate, float* dup, const float* dout, const float* gate, 
 }
 
 #if defined(__x86_64__)
-#define BL_VTARGET __attribute__((target("avx2,fma")))
-
-// exp(x) for x in [-87.3, 88.3] (callers clamp): x = n ln2 + r, |r| <= ln2/2,
-// exp(r) by the degree-6 minimax polynomial of Cephes' expf (relative error
-// ~1.2e-7, about one float ulp), times 2^n built in the exponent field.
-BL_VTARGET inline __m256 exp_avx2(__m256 x) {
-  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);  // ln2 in two parts: exact first product
-  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-  __m256 p = _mm256_set1_ps(1.9875691500e-4f);
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
-  const __m256 r2 = _mm256_mul_ps(r, r);
-  p = _mm256_fmadd_ps(p, r2, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-  const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-  return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
-}
+#define BL_VTARGET BL_VTARGET_AVX2
 
 // sigmoid(g) = 1 / (1 + exp(-g)), exp's argument clamped to [-87, 88]: past
 // that the scalar form gives 1 or 0 and this one 1 or < 1e-38 (silu: < 1e-36).
