@@ -308,15 +308,15 @@ int LlamaModel::lowest_lora_layer() const {
 // ---------------------------------------------------------------------------------
 // linear with LoRA
 
-void LlamaModel::lin_fwd(const Lin& L, const float* x, float* y, float* u, int N) {
+void LlamaModel::lin_fwd(const Lin& L, const float* x, float* y, float* u, int N, float beta) {
   Backend& be = *be_;
-  // Frozen product y = x W^T; a bf16-stored W goes through the bf16-weight
-  // GEMM (float32 accumulation; the CPU widens W exactly, so it equals the f32
-  // path on bf16-representable weights).
+  // Frozen product y = beta y + x W^T; a bf16-stored W goes through the
+  // bf16-weight GEMM (float32 accumulation; the CPU widens W exactly, so it
+  // equals the f32 path on bf16-representable weights).
   if (L.w->is_bf16())
-    be.gemm_bf16w(false, true, N, L.out, L.in, 1.0f, x, L.in, L.w->bf16, L.in, 0.0f, y, L.out);
+    be.gemm_bf16w(false, true, N, L.out, L.in, 1.0f, x, L.in, L.w->bf16, L.in, beta, y, L.out);
   else
-    be.gemm(false, true, N, L.out, L.in, 1.0f, x, L.in, L.w->data, L.in, 0.0f, y, L.out);
+    be.gemm(false, true, N, L.out, L.in, 1.0f, x, L.in, L.w->data, L.in, beta, y, L.out);
   if (L.b) be.add_bias(y, L.b->data, N, L.out);
   if (L.lora) {
     const LoraModule& m = *L.lora;
@@ -427,14 +427,17 @@ void LlamaModel::post_attn_fwd(int l, const float* att, const float* x, float* o
   const LayerWeights& w = weights_.layers[size_t(l)];
   LayerActs& la = a_.layers[size_t(l)];
   const int d = cfg_.hidden_size;
-  lin_fwd(layer_lin(l, kO), att, la.x_mid, la.u[kO], rows);
-  be.add(int64_t(rows) * d, x, la.x_mid, la.x_mid);
+  // The residual adds go into the GEMMs (beta = 1 on a copy of the residual):
+  // a BLAS zeroes C first when beta = 0, so this saves that pass and the
+  // separate add's three passes over the rows for a one-pass copy.
+  be.copy(la.x_mid, x, size_t(rows) * d * sizeof(float));
+  lin_fwd(layer_lin(l, kO), att, la.x_mid, la.u[kO], rows, 1.0f);
   be.rmsnorm_fwd(la.n2, la.rstd2, la.x_mid, w.mlp_norm->data, rows, d, float(cfg_.rms_norm_eps));
   lin_fwd(layer_lin(l, kGate), la.n2, la.gate, la.u[kGate], rows);
   lin_fwd(layer_lin(l, kUp), la.n2, la.up, la.u[kUp], rows);
   be.swiglu_fwd(a_.act, la.gate, la.up, int64_t(rows) * cfg_.intermediate_size);
-  lin_fwd(layer_lin(l, kDown), a_.act, out, la.u[kDown], rows);
-  be.add(int64_t(rows) * d, la.x_mid, out, out);
+  be.copy(out, la.x_mid, size_t(rows) * d * sizeof(float));  // x was read above: out may alias it
+  lin_fwd(layer_lin(l, kDown), a_.act, out, la.u[kDown], rows, 1.0f);
 }
 
 // Multiple-choice heads read only the last real position of each example, so

@@ -170,7 +170,7 @@ class LlamaModel {
   void begin_forward(bool train, int64_t dropout_step);
   void upload_tokens(const int32_t* ids, const uint8_t* mask, int B, int T);
   void trunk_forward();
-  void lin_fwd(const Lin& L, const float* x, float* y, float* u, int N);
+  void lin_fwd(const Lin& L, const float* x, float* y, float* u, int N, float beta = 0.0f);
   void lin_bwd(const Lin& L, const float* x, const float* u, const float* g, float* dx, int N,
                bool pg, LoraObserver* obs, int B, int T, const uint8_t* mask);
   void attn_core_fwd(int l);
