@@ -178,6 +178,16 @@ describe('gemm vs float64 reference', () => {
     }
   });
 
+  it('beta = 0 on a C large enough that the dispatcher zeroes it before BLAS (>= 65536 floats)', () => {
+    // Contiguous C (pad 0) and padded rows (pad 3: the padding must survive);
+    // NaN garbage in C must not leak through the zero-then-beta=1 call.
+    for (const pad of [0, 3]) {
+      const c = makeCase(false, true, 260, 270, 24, { beta: 0, alpha: 0.5, pad, cNaN: true });
+      const ref = reference(c);
+      for (const im of [{ label: 'auto', impl: 'auto' }, ...blasImpls]) expectClose(run(c, im.impl), c, ref, `${im.label} pad ${pad}`);
+    }
+  });
+
   it('K = 0 scales C by beta (and zeroes it, NaN included, when beta = 0)', () => {
     for (const im of [...impls, ...blasImpls]) {
       const c = makeCase(false, true, 9, 21, 0, { beta: 0.5, pad: 1 });
