@@ -44,6 +44,28 @@ describe('rope', () => {
     expectClose(back, x, { atol: 2e-6, rtol: 2e-6 }, 'R^T R x');
   });
 
+  it('model-style positions (max < N) across calls that change frequencies and lengths', () => {
+    // These calls go through the kept cos/sin table: a stale table (other
+    // frequencies, too few rows) would rotate by the wrong angles.
+    const calls: Array<{ n: number; theta: number; hdim: number; pos: (i: number) => number }> = [
+      { n: 12, theta: 10000, hdim: 8, pos: (i) => i },
+      { n: 12, theta: 500000, hdim: 8, pos: (i) => i }, // same sizes, other frequencies
+      { n: 40, theta: 500000, hdim: 8, pos: (i) => i }, // more rows than kept
+      { n: 12, theta: 500000, hdim: 8, pos: (i) => i % 6 }, // two examples of 6 (fewer rows: reuse)
+      { n: 12, theta: 10000, hdim: 16, pos: (i) => (i * 5) % 12 }, // other head size
+      { n: 12, theta: 10000, hdim: 8, pos: (i) => 11 - i }, // back to the first frequencies
+    ];
+    for (const [c, k] of calls.map((c, k) => [c, k] as const)) {
+      const p = Int32Array.from({ length: c.n }, (_, i) => c.pos(i));
+      const f = invFreq(c.hdim, c.theta);
+      const xx = r.f32(c.n * H * c.hdim);
+      const y = ropeFwd({ x: xx, pos: p, invFreq: f, N: c.n, H, hd: c.hdim });
+      expectClose(y, ropeRef(xx, p, f, c.n, H, c.hdim), { atol: 1e-6, rtol: 1e-6 }, `call ${k} forward`);
+      const back = ropeBwd({ dy: y, pos: p, invFreq: f, N: c.n, H, hd: c.hdim });
+      expectClose(back, xx, { atol: 2e-6, rtol: 2e-6 }, `call ${k} R^T R x`);
+    }
+  });
+
   it('rejects bad arguments', () => {
     expectError(() => ropeFwd({ x: new Float32Array(N * H * 7), pos, invFreq: new Float32Array(3), N, H, hd: 7 }), 'INVALID_ARGUMENT');
     expectError(() => ropeFwd({ x, pos, invFreq: new Float32Array(hd), N, H, hd }), 'SHAPE_MISMATCH');
