@@ -139,6 +139,9 @@ const shapes: [number, number, number][] = [
   [1, 1, 1], [1, 17, 3], [5, 1, 9], [6, 16, 8], [12, 32, 5], [7, 17, 1], [13, 33, 20],
   [3, 8, 257], [37, 9, 193], [65, 97, 129], [150, 70, 260], [250, 40, 70], [2, 4100, 3],
   [40, 8, 300], [30, 160, 8],
+  // LoRA-shaped (one side <= 16: the skinny kernels under 'auto'), with 8-lane
+  // and 8-column remainders on every side.
+  [512, 8, 384], [200, 12, 40], [13, 150, 33], [150, 13, 33], [300, 16, 17],
 ];
 
 describe('gemm vs float64 reference', () => {

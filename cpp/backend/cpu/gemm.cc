@@ -44,6 +44,9 @@ void sgemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, i
   Impl impl = g_impl.load(std::memory_order_relaxed);
   // Inside a pool worker (e.g. per-head attention GEMMs) the cores are already
   // busy: the single-threaded built-in kernel avoids oversubscribing them.
+  // One side no wider than the LoRA rank: the in-place kernels beat both
+  // packed GEMMs there (gemm_skinny.cc).
+  if (impl == Impl::kAuto && sgemm_skinny(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc)) return;
   bool use_blas = impl == Impl::kBlas ||
                   (impl == Impl::kAuto && !in_pool_worker() && K >= kBlasMinK &&
                    int64_t(M) * N * K >= kBlasMinWork);

@@ -13,6 +13,12 @@ void sgemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, i
 void sgemm_builtin(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda,
                    const float* B, int ldb, float beta, float* C, int ldc);
 
+// LoRA-shaped products (gemm_skinny.cc): !ta with N <= 16, or ta and !tb with
+// M or N <= 16, K >= 16, on AVX2+FMA hosts. Returns false (C untouched) when
+// the shape or the CPU is not one it handles.
+bool sgemm_skinny(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda,
+                  const float* B, int ldb, float beta, float* C, int ldc);
+
 // Straightforward triple loop with float64 accumulation: the test reference.
 void sgemm_reference(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda,
                      const float* B, int ldb, float beta, float* C, int ldc);
