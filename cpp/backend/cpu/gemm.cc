@@ -27,7 +27,6 @@ constexpr int64_t kBlasMinWork = int64_t(32) * 32 * 32;
 constexpr int kBlasMinK = 17;
 // C sizes (floats) from which a beta = 0 BLAS call zeroes C itself first.
 constexpr int64_t kZeroFirstMin = int64_t(1) << 16;
-constexpr size_t kZeroGrain = size_t(1) << 16;
 
 // cblas_sgemm reports (and ignores) leading dimensions below the matrix
 // width through xerbla, which prints to stderr; such calls (legal for us when
@@ -42,11 +41,11 @@ void sgemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, i
            const float* B, int ldb, float beta, float* C, int ldc) {
   if (M <= 0 || N <= 0) return;
   Impl impl = g_impl.load(std::memory_order_relaxed);
-  // Inside a pool worker (e.g. per-head attention GEMMs) the cores are already
-  // busy: the single-threaded built-in kernel avoids oversubscribing them.
   // One side no wider than the LoRA rank: the in-place kernels beat both
   // packed GEMMs there (gemm_skinny.cc).
   if (impl == Impl::kAuto && sgemm_skinny(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc)) return;
+  // Inside a pool worker (e.g. per-head attention GEMMs) the cores are already
+  // busy: the single-threaded built-in kernel avoids oversubscribing them.
   bool use_blas = impl == Impl::kBlas ||
                   (impl == Impl::kAuto && !in_pool_worker() && K >= kBlasMinK &&
                    int64_t(M) * N * K >= kBlasMinWork);
@@ -55,12 +54,7 @@ void sgemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, i
     // OpenBLAS otherwise runs its own beta pass over C (sgemm_beta: ~3% of a
     // 2-thread 20m training step, more than the parallel memset).
     if (beta == 0.0f && int64_t(M) * N >= kZeroFirstMin) {
-      if (ldc == N)
-        parallel_for(size_t(M) * size_t(N), kZeroGrain, [&](size_t b, size_t e) { std::fill(C + b, C + e, 0.0f); });
-      else
-        parallel_for(size_t(M), std::max<size_t>(1, kZeroGrain / size_t(N)), [&](size_t b, size_t e) {
-          for (size_t i = b; i < e; ++i) std::fill(C + i * size_t(ldc), C + i * size_t(ldc) + N, 0.0f);
-        });
+      scale_c(M, N, 0.0f, C, ldc);
       beta = 1.0f;
     }
     if (blas_sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc)) return;

@@ -2,6 +2,7 @@
 // otherwise the built-in packed, register-tiled kernel (AVX-512 / AVX2 / scalar
 // chosen at run time). Row-major; semantics as Backend::gemm.
 #pragma once
+#include <cstdint>
 #include <string>
 
 namespace bl::cpu {
@@ -12,6 +13,10 @@ void sgemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, i
 // The built-in kernel alone (benchmarks and tests compare it with BLAS).
 void sgemm_builtin(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda,
                    const float* B, int ldb, float beta, float* C, int ldc);
+
+// C = beta * C over M x N rows of stride ldc, split across the pool (beta == 0
+// writes zeros without reading C).
+void scale_c(int M, int N, float beta, float* C, int64_t ldc);
 
 // LoRA-shaped products (gemm_skinny.cc): !ta with N <= 16, or ta and !tb with
 // M or N <= 16, K >= 16, on AVX2+FMA hosts. Returns false (C untouched) when

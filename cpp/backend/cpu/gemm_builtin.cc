@@ -45,20 +45,7 @@ thread_local Scratch tl_pack_a, tl_pack_b;
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-// C = beta * C over M x N (beta == 0 writes zeros without reading C).
-void scale_c(int M, int N, float beta, float* C, int64_t ldc) {
-  if (beta == 1.0f) return;
-  size_t grain = std::max<size_t>(1, (1 << 16) / size_t(N));
-  parallel_for(size_t(M), grain, [&](size_t b, size_t e) {
-    for (size_t i = b; i < e; ++i) {
-      float* c = C + int64_t(i) * ldc;
-      if (beta == 0.0f)
-        std::memset(c, 0, size_t(N) * sizeof(float));
-      else
-        for (int j = 0; j < N; ++j) c[j] *= beta;
-    }
-  });
-}
+
 
 // A partial tile: the kernel writes alpha=1, beta=0 into a local tile, then
 // the valid m x n corner is merged with the same alpha/beta semantics.
@@ -83,6 +70,20 @@ void edge_tile(const GemmKernel& kern, int kc, const float* Ap, const float* Bp,
 constexpr int64_t kParallelMinWork = int64_t(100) * 100 * 100;
 
 }  // namespace
+
+void scale_c(int M, int N, float beta, float* C, int64_t ldc) {
+  if (beta == 1.0f) return;
+  size_t grain = std::max<size_t>(1, (1 << 16) / size_t(N));
+  parallel_for(size_t(M), grain, [&](size_t b, size_t e) {
+    for (size_t i = b; i < e; ++i) {
+      float* c = C + int64_t(i) * ldc;
+      if (beta == 0.0f)
+        std::memset(c, 0, size_t(N) * sizeof(float));
+      else
+        for (int j = 0; j < N; ++j) c[j] *= beta;
+    }
+  });
+}
 
 void sgemm_with_kernel(const GemmKernel& kern, bool ta, bool tb, int M, int N, int K, float alpha,
                        const float* A, int lda, const float* B, int ldb, float beta, float* C,
