@@ -66,6 +66,22 @@ export function close(got, want, tol, what) {
     `${what}: element ${at}: cuda ${got[at]} vs cpu ${want[at]} (${worst.toFixed(2)}x tolerance ${JSON.stringify(tol)})`);
 }
 
+// Like close, but the relative part scales with `mag[i]`, the sum of the
+// magnitudes of the terms that element adds up (>= |want[i]|): the forward
+// error of a float32 sum is bounded by a multiple of that, not of |result|,
+// so an element that cancels to near zero is judged by what it summed.
+export function closeSummed(got, want, mag, tol, what) {
+  assert.ok(got instanceof Float32Array, `${what}: expected Float32Array, got ${got}`);
+  assert.equal(got.length, want.length, `${what}: length`);
+  let worst = -1, at = -1;
+  for (let i = 0; i < want.length; i++) {
+    const ratio = Math.abs(got[i] - want[i]) / (tol.atol + tol.rtol * mag[i]);
+    if (!(ratio <= worst)) { worst = ratio; at = i; }
+  }
+  assert.ok(want.length === 0 || worst <= 1,
+    `${what}: element ${at}: cuda ${got[at]} vs cpu ${want[at]}, summed magnitude ${mag[at]} (${worst.toFixed(2)}x tolerance ${JSON.stringify(tol)})`);
+}
+
 // Runs op on cpu and cuda with the same options; compares every array field
 // (or the array itself), skipping the named fields (backend-private layouts).
 export function same(name, opts, tol, skipFields = []) {

@@ -1,0 +1,692 @@
+// CUDA emulation (tests only): the runtime behind cuda/emu/include. Owns the
+// emulated device (tracked allocations, streams, the last/sticky error) and the
+// fiber scheduler that runs a kernel's blocks. docs/cuda-emulation.md says what
+// it checks and what it cannot.
+//
+// What the emulator turns into errors (each also printed to stderr with the
+// launch site, prefixed "bl-emu:"):
+//   - launch configuration outside the device limits (cudaGetLastError returns
+//     cudaErrorInvalidConfiguration / cudaErrorInvalidValue, as CUDA does);
+//   - a kernel pointer argument outside every device allocation, a copy or
+//     memset that leaves its allocation or goes the wrong direction, a free of
+//     a pointer that is not an allocation start (what would fault on a GPU:
+//     sticky cudaErrorIllegalAddress / cudaErrorInvalidValue);
+//   - a block whose threads cannot all make progress (a barrier some threads
+//     never reach), and shuffles with lanes that have exited (sticky
+//     cudaErrorLaunchFailure).
+// Fresh device memory and dynamic shared memory are filled with 0xff bytes
+// (NaN as float) so reads of never-written memory show in results.
+#include <sys/mman.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <mutex>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "cuda_runtime.h"
+
+#if !defined(__x86_64__)
+#error "the CUDA emulator's fiber switch is written for x86-64"
+#endif
+
+// Fiber switch: saves the callee-saved registers, MXCSR and the x87 control
+// word on the current stack, stores the stack pointer to *save, and resumes
+// the fiber whose saved stack pointer is `to`.
+extern "C" void bl_emu_switch(void** save, void* to);
+asm(R"(
+  .text
+  .globl bl_emu_switch
+  .hidden bl_emu_switch
+  .type bl_emu_switch,@function
+bl_emu_switch:
+  pushq %rbp
+  pushq %rbx
+  pushq %r12
+  pushq %r13
+  pushq %r14
+  pushq %r15
+  subq $8, %rsp
+  stmxcsr (%rsp)
+  fnstcw 4(%rsp)
+  movq %rsp, (%rdi)
+  movq %rsi, %rsp
+  ldmxcsr (%rsp)
+  fldcw 4(%rsp)
+  addq $8, %rsp
+  popq %r15
+  popq %r14
+  popq %r13
+  popq %r12
+  popq %rbx
+  popq %rbp
+  ret
+  .size bl_emu_switch,.-bl_emu_switch
+)");
+
+namespace bl_emu {
+
+thread_local const ThreadCtx* g_cur = nullptr;
+
+namespace {
+
+// ---- errors -----------------------------------------------------------------
+
+thread_local cudaError_t t_last = cudaSuccess;
+std::mutex g_err_mu;
+cudaError_t g_sticky = cudaSuccess;
+
+cudaError_t sticky() {
+  std::lock_guard<std::mutex> lk(g_err_mu);
+  return g_sticky;
+}
+
+cudaError_t set_error(cudaError_t e) {
+  if (e != cudaSuccess) t_last = e;
+  return e;
+}
+
+void report(const char* fmt, const std::string& a, const std::string& b = "") {
+  std::fprintf(stderr, "bl-emu: ");
+  std::fprintf(stderr, fmt, a.c_str(), b.c_str());
+  std::fprintf(stderr, "\n");
+}
+
+cudaError_t make_sticky(cudaError_t e, const std::string& why) {
+  report("%s%s", why);
+  std::lock_guard<std::mutex> lk(g_err_mu);
+  if (g_sticky == cudaSuccess) g_sticky = e;
+  t_last = e;
+  return e;
+}
+
+// ---- device memory ------------------------------------------------------------
+
+struct Alloc {
+  size_t bytes;
+  bool pinned;  // cudaMallocHost: host memory the device may also read
+};
+std::mutex g_mem_mu;
+std::map<uintptr_t, Alloc> g_allocs;
+size_t g_used = 0;
+
+size_t device_bytes() {
+  static const size_t b = [] {
+    const char* e = std::getenv("BL_EMU_DEVICE_BYTES");
+    if (e && *e) return size_t(std::strtoull(e, nullptr, 10));
+    return size_t(8) << 30;
+  }();
+  return b;
+}
+
+// The allocation holding [p, p + n) (n = 0: p may be one past the end), or null.
+const Alloc* find(const void* p, size_t n, uintptr_t* start, bool pinned_ok) {
+  const uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  auto it = g_allocs.upper_bound(a);
+  if (it == g_allocs.begin()) return nullptr;
+  --it;
+  if (it->second.pinned && !pinned_ok) return nullptr;
+  const uintptr_t end = it->first + it->second.bytes;
+  if (a < it->first || a > end || n > end - a) return nullptr;
+  if (start) *start = it->first;
+  return &it->second;
+}
+
+bool is_device(const void* p, size_t n) {
+  std::lock_guard<std::mutex> lk(g_mem_mu);
+  return find(p, n, nullptr, false) != nullptr;
+}
+bool is_tracked(const void* p) {
+  std::lock_guard<std::mutex> lk(g_mem_mu);
+  return find(p, 0, nullptr, true) != nullptr;
+}
+
+std::string hex(const void* p) {
+  char b[32];
+  std::snprintf(b, sizeof b, "%p", p);
+  return b;
+}
+
+cudaError_t allocate(void** p, size_t bytes, bool pinned) {
+  if (!p) return set_error(cudaErrorInvalidValue);
+  *p = nullptr;
+  if (cudaError_t s = sticky()) return s;
+  std::lock_guard<std::mutex> lk(g_mem_mu);
+  const size_t want = std::max<size_t>(bytes, 1);
+  if (!pinned && g_used + want > device_bytes()) return set_error(cudaErrorMemoryAllocation);
+  void* m = std::aligned_alloc(256, (want + 255) / 256 * 256);
+  if (!m) return set_error(cudaErrorMemoryAllocation);
+  std::memset(m, 0xff, want);
+  g_allocs[reinterpret_cast<uintptr_t>(m)] = Alloc{bytes, pinned};
+  if (!pinned) g_used += want;
+  *p = m;
+  return cudaSuccess;
+}
+
+cudaError_t release(void* p, bool pinned) {
+  if (!p) return cudaSuccess;
+  if (cudaError_t s = sticky()) return s;
+  std::lock_guard<std::mutex> lk(g_mem_mu);
+  auto it = g_allocs.find(reinterpret_cast<uintptr_t>(p));
+  if (it == g_allocs.end() || it->second.pinned != pinned) {
+    report("%s %s is not the start of a live allocation", pinned ? "cudaFreeHost:" : "cudaFree:", hex(p));
+    return set_error(cudaErrorInvalidValue);
+  }
+  if (!pinned) g_used -= std::max<size_t>(it->second.bytes, 1);
+  g_allocs.erase(it);
+  std::free(p);
+  return cudaSuccess;
+}
+
+// ---- streams ------------------------------------------------------------------
+
+std::mutex g_stream_mu;
+std::set<cudaStream_t> g_streams;
+
+bool stream_ok(cudaStream_t s) {
+  if (!s) return true;
+  std::lock_guard<std::mutex> lk(g_stream_mu);
+  return g_streams.count(s) != 0;
+}
+
+// ---- fibers -------------------------------------------------------------------
+
+constexpr size_t kStackBytes = size_t(256) << 10;
+constexpr int kMaxThreads = 1024;
+constexpr size_t kStaticSmemDefault = 48 * 1024;
+constexpr size_t kSmemOptin = 232448;  // H100 / H200: 227 KiB per block
+
+enum class State { kRun, kBlockBar, kWarpBar, kDone };
+
+struct Fiber {
+  void* sp = nullptr;
+  char* stack = nullptr;  // mmap'd, lowest page a guard
+  State state = State::kRun;
+  ThreadCtx ctx{};
+};
+
+struct Block {
+  std::vector<Fiber> fibers;
+  int n = 0;
+  void* sched_sp = nullptr;
+  int cur = -1;
+  const std::function<void()>* body = nullptr;
+  std::vector<uint64_t> xchg;  // shuffle slots, one per thread
+  std::vector<int> pred;       // __syncthreads_or slots
+  std::string error;           // first emulator error in this block
+};
+
+Block* g_block = nullptr;  // the block being run (launches are serialised)
+std::mutex g_launch_mu;
+std::vector<char> g_dyn_smem;
+
+char* new_stack() {
+  void* m = mmap(nullptr, kStackBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (m == MAP_FAILED) return nullptr;
+  mprotect(m, 4096, PROT_NONE);  // stack overflow faults instead of corrupting
+  return static_cast<char*>(m);
+}
+
+std::vector<char*>& stack_pool() {
+  static std::vector<char*> pool;
+  return pool;
+}
+
+[[noreturn]] void fiber_entry() {
+  Block& b = *g_block;
+  (*b.body)();
+  Fiber& f = b.fibers[size_t(b.cur)];
+  f.state = State::kDone;
+  bl_emu_switch(&f.sp, b.sched_sp);
+  __builtin_unreachable();
+}
+
+void prepare(Fiber& f) {
+  // Layout from the 16-byte aligned top: [0 (fake return address of
+  // fiber_entry)][fiber_entry][rbp rbx r12 r13 r14 r15][mxcsr | x87 cw]. The
+  // fiber_entry slot is 16-byte aligned, so after `ret` pops it the stack
+  // pointer is 8 mod 16, as at the entry of any called function (SysV ABI).
+  uintptr_t top = reinterpret_cast<uintptr_t>(f.stack + kStackBytes);
+  top &= ~uintptr_t(15);
+  uint64_t* s = reinterpret_cast<uint64_t*>(top);
+  *--s = 0;
+  *--s = reinterpret_cast<uint64_t>(&fiber_entry);
+  for (int i = 0; i < 6; ++i) *--s = 0;
+  uint32_t mx;
+  uint16_t cw;
+  asm volatile("stmxcsr %0" : "=m"(mx));
+  asm volatile("fnstcw %0" : "=m"(cw));
+  *--s = uint64_t(mx) | (uint64_t(cw) << 32);
+  f.sp = s;
+  f.state = State::kRun;
+}
+
+// Switch from the running fiber back to the scheduler.
+void yield_to_scheduler() {
+  Block& b = *g_block;
+  bl_emu_switch(&b.fibers[size_t(b.cur)].sp, b.sched_sp);
+}
+
+std::string where(const Cfg& c) { return std::string(c.file) + ":" + std::to_string(c.line); }
+
+// Runs one block to completion; returns false (b.error set) when it cannot.
+bool run_block(Block& b) {
+  for (;;) {
+    bool progressed = false;
+    for (int i = 0; i < b.n; ++i) {
+      Fiber& f = b.fibers[size_t(i)];
+      if (f.state != State::kRun) continue;
+      b.cur = i;
+      g_cur = &f.ctx;
+      bl_emu_switch(&b.sched_sp, f.sp);
+      g_cur = nullptr;
+      progressed = true;
+      if (!b.error.empty()) return false;
+    }
+    int live = 0, at_block = 0;
+    for (const Fiber& f : b.fibers) {
+      live += f.state != State::kDone;
+      at_block += f.state == State::kBlockBar;
+    }
+    if (live == 0) return true;
+    bool released = false;
+    // A warp whose live lanes all wait at a warp barrier goes on.
+    for (int w = 0; w * 32 < b.n; ++w) {
+      int waiting = 0, alive = 0;
+      for (int l = w * 32; l < std::min(b.n, w * 32 + 32); ++l) {
+        alive += b.fibers[size_t(l)].state != State::kDone;
+        waiting += b.fibers[size_t(l)].state == State::kWarpBar;
+      }
+      if (waiting > 0 && waiting == alive) {
+        for (int l = w * 32; l < std::min(b.n, w * 32 + 32); ++l)
+          if (b.fibers[size_t(l)].state == State::kWarpBar) b.fibers[size_t(l)].state = State::kRun;
+        released = true;
+      }
+    }
+    if (!released && at_block == live) {
+      for (Fiber& f : b.fibers)
+        if (f.state == State::kBlockBar) f.state = State::kRun;
+      released = true;
+    }
+    if (!released && !progressed) {
+      b.error = "block cannot make progress: " + std::to_string(at_block) + " of " + std::to_string(live) +
+                " live threads wait at __syncthreads, the others at a warp shuffle (divergent barrier)";
+      return false;
+    }
+  }
+}
+
+void fail_in_kernel(const std::string& why) {
+  Block& b = *g_block;
+  if (b.error.empty()) b.error = why;
+  // Park this fiber for good: the scheduler sees the error and stops the block.
+  b.fibers[size_t(b.cur)].state = State::kDone;
+  yield_to_scheduler();
+}
+
+}  // namespace
+
+void syncthreads() {
+  Block& b = *g_block;
+  b.fibers[size_t(b.cur)].state = State::kBlockBar;
+  yield_to_scheduler();
+}
+
+int syncthreads_or(int pred) {
+  Block& b = *g_block;
+  b.pred[size_t(b.cur)] = pred != 0;
+  syncthreads();
+  int any = 0;
+  for (int i = 0; i < b.n; ++i)
+    if (b.fibers[size_t(i)].state != State::kDone) any |= b.pred[size_t(i)];
+  syncthreads();  // nobody overwrites a slot before everyone has read
+  return any;
+}
+
+uint64_t shfl_xor_bits(unsigned mask, uint64_t bits, int lane_mask, int width) {
+  Block& b = *g_block;
+  const int me = b.cur, lane = me & 31, base = me - lane;
+  if (width != 32) fail_in_kernel("__shfl_xor_sync with width != 32 is not emulated");
+  // Every lane named in the mask must exist and be live (CUDA: undefined otherwise).
+  for (int l = 0; l < 32; ++l) {
+    if (!(mask >> l & 1u)) continue;
+    if (base + l >= b.n || b.fibers[size_t(base + l)].state == State::kDone)
+      fail_in_kernel("__shfl_xor_sync: lane " + std::to_string(l) + " of the mask has exited or does not exist (block of " +
+                     std::to_string(b.n) + " threads)");
+  }
+  if (mask != 0xffffffffu) fail_in_kernel("__shfl_xor_sync with a partial mask is not emulated");
+  b.xchg[size_t(me)] = bits;
+  b.fibers[size_t(me)].state = State::kWarpBar;
+  yield_to_scheduler();
+  const uint64_t r = b.xchg[size_t(base + (lane ^ (lane_mask & 31)))];
+  b.fibers[size_t(me)].state = State::kWarpBar;
+  yield_to_scheduler();
+  return r;
+}
+
+void* dynamic_smem() { return g_dyn_smem.data(); }
+
+namespace {
+std::mutex g_attr_mu;
+std::map<const void*, int> g_max_dyn_smem;  // cudaFuncAttributeMaxDynamicSharedMemorySize per kernel
+}  // namespace
+
+cudaError_t func_get_attributes(cudaFuncAttributes* a, const void* fn) {
+  if (!a || !fn) return set_error(cudaErrorInvalidDeviceFunction);
+  if (cudaError_t s = sticky()) return s;
+  std::memset(a, 0, sizeof *a);
+  a->maxThreadsPerBlock = kMaxThreads;
+  a->ptxVersion = 90;
+  a->binaryVersion = 90;
+  std::lock_guard<std::mutex> lk(g_attr_mu);
+  auto it = g_max_dyn_smem.find(fn);
+  a->maxDynamicSharedSizeBytes = it == g_max_dyn_smem.end() ? int(kStaticSmemDefault) : it->second;
+  return cudaSuccess;
+}
+
+cudaError_t func_set_attribute(const void* fn, cudaFuncAttribute attr, int value) {
+  if (!fn) return set_error(cudaErrorInvalidDeviceFunction);
+  if (cudaError_t s = sticky()) return s;
+  if (attr == cudaFuncAttributeMaxDynamicSharedMemorySize) {
+    if (value < 0 || size_t(value) > kSmemOptin) return set_error(cudaErrorInvalidValue);
+    std::lock_guard<std::mutex> lk(g_attr_mu);
+    g_max_dyn_smem[fn] = value;
+  }
+  return cudaSuccess;
+}
+
+void launch(const Cfg& c, const void* fn, const void* const* ptrs, int nptrs, const std::function<void()>& body) {
+  if (sticky() != cudaSuccess) return;  // the context is gone; cudaGetLastError reports it
+  const dim3 g = c.grid, bl = c.block;
+  const uint64_t threads = uint64_t(bl.x) * bl.y * bl.z;
+  if (g.x == 0 || g.y == 0 || g.z == 0 || threads == 0 || threads > uint64_t(kMaxThreads) || bl.x > 1024 ||
+      bl.y > 1024 || bl.z > 64 || g.x > 2147483647u || g.y > 65535 || g.z > 65535) {
+    report("%s: invalid launch configuration %s", where(c),
+           "grid (" + std::to_string(g.x) + "," + std::to_string(g.y) + "," + std::to_string(g.z) + ") block (" +
+               std::to_string(bl.x) + "," + std::to_string(bl.y) + "," + std::to_string(bl.z) + ")");
+    set_error(cudaErrorInvalidConfiguration);
+    return;
+  }
+  {
+    int allowed = int(kStaticSmemDefault);
+    std::lock_guard<std::mutex> lk(g_attr_mu);
+    auto it = g_max_dyn_smem.find(fn);
+    if (it != g_max_dyn_smem.end()) allowed = std::max(allowed, it->second);
+    if (c.smem > size_t(allowed)) {
+      report("%s: %s", where(c),
+             std::to_string(c.smem) + " bytes of dynamic shared memory, above the kernel's limit of " +
+                 std::to_string(allowed) + " (cudaFuncSetAttribute)");
+      set_error(cudaErrorInvalidValue);
+      return;
+    }
+  }
+  if (!stream_ok(c.stream)) {
+    report("%s: %s", where(c), "launch on a stream that does not exist");
+    set_error(cudaErrorInvalidResourceHandle);
+    return;
+  }
+  for (int i = 0; i < nptrs; ++i) {
+    const void* p = ptrs[i];
+    if (p == reinterpret_cast<const void*>(uintptr_t(1)) || p == nullptr) continue;
+    if (!is_tracked(p)) {
+      make_sticky(cudaErrorIllegalAddress, where(c) + ": kernel argument " + std::to_string(i) + " = " + hex(p) +
+                                               " is not device memory (a host pointer or a freed buffer)");
+      return;
+    }
+  }
+
+  std::lock_guard<std::mutex> lk(g_launch_mu);
+  Block b;
+  b.n = int(threads);
+  b.body = &body;
+  b.fibers.resize(size_t(b.n));
+  b.xchg.assign(size_t(b.n), 0);
+  b.pred.assign(size_t(b.n), 0);
+  auto& pool = stack_pool();
+  while (pool.size() < size_t(b.n)) {
+    char* s = new_stack();
+    if (!s) {
+      make_sticky(cudaErrorLaunchOutOfResources, where(c) + ": no memory for the emulator's thread stacks");
+      return;
+    }
+    pool.push_back(s);
+  }
+  for (int i = 0; i < b.n; ++i) b.fibers[size_t(i)].stack = pool[size_t(i)];
+  g_dyn_smem.assign(std::max<size_t>(c.smem, 16), char(0xff));
+  Block* outer = g_block;
+  g_block = &b;
+  for (unsigned bz = 0; bz < g.z; ++bz)
+    for (unsigned by = 0; by < g.y; ++by)
+      for (unsigned bx = 0; bx < g.x; ++bx) {
+        int i = 0;
+        for (unsigned tz = 0; tz < bl.z; ++tz)
+          for (unsigned ty = 0; ty < bl.y; ++ty)
+            for (unsigned tx = 0; tx < bl.x; ++tx, ++i) {
+              Fiber& f = b.fibers[size_t(i)];
+              f.ctx = ThreadCtx{{tx, ty, tz}, {bx, by, bz}, {bl.x, bl.y, bl.z}, {g.x, g.y, g.z}};
+              prepare(f);
+            }
+        std::fill(g_dyn_smem.begin(), g_dyn_smem.end(), char(0xff));
+        if (!run_block(b)) {
+          g_block = outer;
+          make_sticky(cudaErrorLaunchFailure, where(c) + ": block (" + std::to_string(bx) + "," + std::to_string(by) +
+                                                  "," + std::to_string(bz) + "): " + b.error);
+          return;
+        }
+      }
+  g_block = outer;
+}
+
+}  // namespace bl_emu
+
+using bl_emu::set_error;
+using bl_emu::sticky;
+
+// ---- runtime API ------------------------------------------------------------------
+
+cudaError_t cudaGetLastError() {
+  if (cudaError_t s = sticky()) return s;
+  cudaError_t e = bl_emu::t_last;
+  bl_emu::t_last = cudaSuccess;
+  return e;
+}
+cudaError_t cudaPeekAtLastError() {
+  if (cudaError_t s = sticky()) return s;
+  return bl_emu::t_last;
+}
+
+const char* cudaGetErrorName(cudaError_t e) {
+  switch (e) {
+    case cudaSuccess: return "cudaSuccess";
+    case cudaErrorInvalidValue: return "cudaErrorInvalidValue";
+    case cudaErrorMemoryAllocation: return "cudaErrorMemoryAllocation";
+    case cudaErrorInitializationError: return "cudaErrorInitializationError";
+    case cudaErrorInvalidConfiguration: return "cudaErrorInvalidConfiguration";
+    case cudaErrorInvalidDevice: return "cudaErrorInvalidDevice";
+    case cudaErrorInvalidDeviceFunction: return "cudaErrorInvalidDeviceFunction";
+    case cudaErrorNoDevice: return "cudaErrorNoDevice";
+    case cudaErrorInvalidResourceHandle: return "cudaErrorInvalidResourceHandle";
+    case cudaErrorIllegalAddress: return "cudaErrorIllegalAddress";
+    case cudaErrorLaunchOutOfResources: return "cudaErrorLaunchOutOfResources";
+    case cudaErrorLaunchFailure: return "cudaErrorLaunchFailure";
+    default: return "cudaErrorUnknown";
+  }
+}
+const char* cudaGetErrorString(cudaError_t e) {
+  switch (e) {
+    case cudaSuccess: return "no error";
+    case cudaErrorInvalidValue: return "invalid argument";
+    case cudaErrorMemoryAllocation: return "out of memory";
+    case cudaErrorInvalidConfiguration: return "invalid configuration argument";
+    case cudaErrorNoDevice: return "no CUDA-capable device is detected";
+    case cudaErrorIllegalAddress: return "an illegal memory access was encountered";
+    case cudaErrorLaunchFailure: return "unspecified launch failure";
+    default: return cudaGetErrorName(e);
+  }
+}
+
+cudaError_t cudaGetDeviceCount(int* n) {
+  if (!n) return set_error(cudaErrorInvalidValue);
+  const char* e = std::getenv("BL_EMU_DEVICES");
+  *n = e && *e ? std::atoi(e) : 1;
+  if (*n <= 0) {
+    *n = 0;
+    return set_error(cudaErrorNoDevice);
+  }
+  return cudaSuccess;
+}
+cudaError_t cudaGetDevice(int* d) {
+  if (!d) return set_error(cudaErrorInvalidValue);
+  *d = 0;
+  return cudaSuccess;
+}
+cudaError_t cudaSetDevice(int d) {
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess || d < 0 || d >= n) return set_error(cudaErrorInvalidDevice);
+  return sticky();
+}
+cudaError_t cudaGetDeviceProperties(cudaDeviceProp* p, int d) {
+  int n = 0;
+  if (!p || cudaGetDeviceCount(&n) != cudaSuccess || d < 0 || d >= n) return set_error(cudaErrorInvalidDevice);
+  std::memset(p, 0, sizeof *p);
+  std::snprintf(p->name, sizeof p->name, "bayeslora CUDA emulator (CPU)");
+  p->totalGlobalMem = bl_emu::device_bytes();
+  p->sharedMemPerBlock = bl_emu::kStaticSmemDefault;
+  p->sharedMemPerBlockOptin = bl_emu::kSmemOptin;
+  p->regsPerBlock = 65536;
+  p->warpSize = 32;
+  p->maxThreadsPerBlock = bl_emu::kMaxThreads;
+  p->maxThreadsDim[0] = 1024;
+  p->maxThreadsDim[1] = 1024;
+  p->maxThreadsDim[2] = 64;
+  p->maxGridSize[0] = 2147483647;
+  p->maxGridSize[1] = 65535;
+  p->maxGridSize[2] = 65535;
+  p->major = 9;
+  p->minor = 0;
+  p->multiProcessorCount = 132;
+  p->maxThreadsPerMultiProcessor = 2048;
+  p->l2CacheSize = size_t(50) << 20;
+  return cudaSuccess;
+}
+cudaError_t cudaDriverGetVersion(int* v) {
+  if (!v) return set_error(cudaErrorInvalidValue);
+  *v = 13000;
+  return cudaSuccess;
+}
+cudaError_t cudaRuntimeGetVersion(int* v) {
+  if (!v) return set_error(cudaErrorInvalidValue);
+  *v = 13000;
+  return cudaSuccess;
+}
+cudaError_t cudaDeviceSynchronize() { return sticky(); }
+
+cudaError_t cudaMalloc(void** p, size_t bytes) { return bl_emu::allocate(p, bytes, false); }
+cudaError_t cudaFree(void* p) { return bl_emu::release(p, false); }
+cudaError_t cudaMallocHost(void** p, size_t bytes) { return bl_emu::allocate(p, bytes, true); }
+cudaError_t cudaFreeHost(void* p) { return bl_emu::release(p, true); }
+cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total_bytes) {
+  if (cudaError_t s = sticky()) return s;
+  std::lock_guard<std::mutex> lk(bl_emu::g_mem_mu);
+  if (free_bytes) *free_bytes = bl_emu::device_bytes() - bl_emu::g_used;
+  if (total_bytes) *total_bytes = bl_emu::device_bytes();
+  return cudaSuccess;
+}
+
+namespace {
+// A copy's two ranges must lie where `kind` says (device: inside one
+// allocation; host: outside every device allocation).
+cudaError_t check_copy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, const char* what) {
+  const bool dst_dev = kind == cudaMemcpyHostToDevice || kind == cudaMemcpyDeviceToDevice;
+  const bool src_dev = kind == cudaMemcpyDeviceToHost || kind == cudaMemcpyDeviceToDevice;
+  if (kind == cudaMemcpyDefault || kind == cudaMemcpyHostToHost) return cudaSuccess;
+  auto side = [&](const void* p, bool dev, const char* name) -> std::string {
+    if (dev && !bl_emu::is_device(p, bytes))
+      return std::string(name) + " " + bl_emu::hex(p) + " + " + std::to_string(bytes) +
+             " bytes is not inside one device allocation";
+    if (!dev && bl_emu::is_device(p, 0))
+      return std::string(name) + " " + bl_emu::hex(p) + " is device memory but the copy kind says host";
+    return "";
+  };
+  std::string e = side(dst, dst_dev, "destination");
+  if (e.empty()) e = side(src, src_dev, "source");
+  if (e.empty()) return cudaSuccess;
+  bl_emu::report("%s: %s", what, e);
+  return set_error(cudaErrorInvalidValue);
+}
+}  // namespace
+
+cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, cudaStream_t s) {
+  if (cudaError_t e = sticky()) return e;
+  if (!bl_emu::stream_ok(s)) return set_error(cudaErrorInvalidResourceHandle);
+  if (bytes == 0) return cudaSuccess;
+  if (!dst || !src) return set_error(cudaErrorInvalidValue);
+  if (cudaError_t e = check_copy(dst, src, bytes, kind, "cudaMemcpy")) return e;
+  std::memmove(dst, src, bytes);
+  return cudaSuccess;
+}
+cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind) {
+  return cudaMemcpyAsync(dst, src, bytes, kind, nullptr);
+}
+cudaError_t cudaMemsetAsync(void* p, int value, size_t bytes, cudaStream_t s) {
+  if (cudaError_t e = sticky()) return e;
+  if (!bl_emu::stream_ok(s)) return set_error(cudaErrorInvalidResourceHandle);
+  if (bytes == 0) return cudaSuccess;
+  if (!bl_emu::is_device(p, bytes)) {
+    bl_emu::report("cudaMemset: %s + %s bytes is not inside one device allocation", bl_emu::hex(p),
+                   std::to_string(bytes));
+    return set_error(cudaErrorInvalidValue);
+  }
+  std::memset(p, value, bytes);
+  return cudaSuccess;
+}
+cudaError_t cudaMemset(void* p, int value, size_t bytes) { return cudaMemsetAsync(p, value, bytes, nullptr); }
+
+cudaError_t cudaStreamCreate(cudaStream_t* s) { return cudaStreamCreateWithFlags(s, cudaStreamDefault); }
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, unsigned flags) {
+  if (!s) return set_error(cudaErrorInvalidValue);
+  if (cudaError_t e = sticky()) return e;
+  *s = reinterpret_cast<cudaStream_t>(new char(0));
+  std::lock_guard<std::mutex> lk(bl_emu::g_stream_mu);
+  bl_emu::g_streams.insert(*s);
+  return cudaSuccess;
+}
+cudaError_t cudaStreamDestroy(cudaStream_t s) {
+  std::lock_guard<std::mutex> lk(bl_emu::g_stream_mu);
+  if (!s || !bl_emu::g_streams.erase(s)) return set_error(cudaErrorInvalidResourceHandle);
+  delete reinterpret_cast<char*>(s);
+  return cudaSuccess;
+}
+cudaError_t cudaStreamSynchronize(cudaStream_t s) {
+  if (!bl_emu::stream_ok(s)) return set_error(cudaErrorInvalidResourceHandle);
+  return sticky();
+}
+
+// Events: the emulator has no device clock; elapsed times are host time.
+struct CUevent_st {
+  double t = 0;
+};
+#include <chrono>
+cudaError_t cudaEventCreate(cudaEvent_t* e) {
+  if (!e) return set_error(cudaErrorInvalidValue);
+  *e = new CUevent_st();
+  return cudaSuccess;
+}
+cudaError_t cudaEventDestroy(cudaEvent_t e) {
+  delete e;
+  return cudaSuccess;
+}
+cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t) {
+  if (!e) return set_error(cudaErrorInvalidResourceHandle);
+  e->t = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
+  return sticky();
+}
+cudaError_t cudaEventSynchronize(cudaEvent_t) { return sticky(); }
+cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t a, cudaEvent_t b) {
+  if (!ms || !a || !b) return set_error(cudaErrorInvalidValue);
+  *ms = float(b->t - a->t);
+  return cudaSuccess;
+}
