@@ -29,6 +29,17 @@
 
 #include "cuda_runtime.h"
 
+// Under AddressSanitizer (the emulator's memcheck: device buffers are heap
+// blocks, so a kernel reading past one is reported with the launch's stack)
+// every stack switch is announced, or ASan mistakes fiber stacks for overflows.
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#include <sanitizer/common_interface_defs.h>
+#define BL_EMU_ASAN 1
+#else
+#define BL_EMU_ASAN 0
+#endif
+
 #if !defined(__x86_64__)
 #error "the CUDA emulator's fiber switch is written for x86-64"
 #endif
@@ -157,8 +168,11 @@ cudaError_t allocate(void** p, size_t bytes, bool pinned) {
   std::lock_guard<std::mutex> lk(g_mem_mu);
   const size_t want = std::max<size_t>(bytes, 1);
   if (!pinned && g_used + want > device_bytes()) return set_error(cudaErrorMemoryAllocation);
-  void* m = std::aligned_alloc(256, (want + 255) / 256 * 256);
-  if (!m) return set_error(cudaErrorMemoryAllocation);
+  // Exactly `want` bytes (256-aligned like cudaMalloc, which cuBLAS relies on
+  // for its workspace): under ASan the redzone starts at the first byte past
+  // the request, so a kernel reading one element too far is reported.
+  void* m = nullptr;
+  if (posix_memalign(&m, 256, want) != 0 || !m) return set_error(cudaErrorMemoryAllocation);
   std::memset(m, 0xff, want);
   g_allocs[reinterpret_cast<uintptr_t>(m)] = Alloc{bytes, pinned};
   if (!pinned) g_used += want;
@@ -212,6 +226,8 @@ struct Block {
   std::vector<Fiber> fibers;
   int n = 0;
   void* sched_sp = nullptr;
+  const void* sched_bottom = nullptr;  // the launching thread's stack (ASan bookkeeping)
+  size_t sched_size = 0;
   int cur = -1;
   const std::function<void()>* body = nullptr;
   std::vector<uint64_t> xchg;  // shuffle slots, one per thread
@@ -237,9 +253,15 @@ std::vector<char*>& stack_pool() {
 
 [[noreturn]] void fiber_entry() {
   Block& b = *g_block;
+#if BL_EMU_ASAN
+  __sanitizer_finish_switch_fiber(nullptr, &b.sched_bottom, &b.sched_size);
+#endif
   (*b.body)();
   Fiber& f = b.fibers[size_t(b.cur)];
   f.state = State::kDone;
+#if BL_EMU_ASAN
+  __sanitizer_start_switch_fiber(nullptr, b.sched_bottom, b.sched_size);  // this fiber is finished
+#endif
   bl_emu_switch(&f.sp, b.sched_sp);
   __builtin_unreachable();
 }
@@ -262,12 +284,23 @@ void prepare(Fiber& f) {
   *--s = uint64_t(mx) | (uint64_t(cw) << 32);
   f.sp = s;
   f.state = State::kRun;
+#if BL_EMU_ASAN
+  // A fiber abandoned after an emulator error may have left poisoned frames.
+  ASAN_UNPOISON_MEMORY_REGION(f.stack + 4096, kStackBytes - 4096);
+#endif
 }
 
 // Switch from the running fiber back to the scheduler.
 void yield_to_scheduler() {
   Block& b = *g_block;
+#if BL_EMU_ASAN
+  void* fake = nullptr;
+  __sanitizer_start_switch_fiber(&fake, b.sched_bottom, b.sched_size);
+#endif
   bl_emu_switch(&b.fibers[size_t(b.cur)].sp, b.sched_sp);
+#if BL_EMU_ASAN
+  __sanitizer_finish_switch_fiber(fake, &b.sched_bottom, &b.sched_size);
+#endif
 }
 
 std::string where(const Cfg& c) { return std::string(c.file) + ":" + std::to_string(c.line); }
@@ -281,7 +314,14 @@ bool run_block(Block& b) {
       if (f.state != State::kRun) continue;
       b.cur = i;
       g_cur = &f.ctx;
+#if BL_EMU_ASAN
+      void* fake = nullptr;
+      __sanitizer_start_switch_fiber(&fake, f.stack, kStackBytes);
+#endif
       bl_emu_switch(&b.sched_sp, f.sp);
+#if BL_EMU_ASAN
+      __sanitizer_finish_switch_fiber(fake, nullptr, nullptr);
+#endif
       g_cur = nullptr;
       progressed = true;
       if (!b.error.empty()) return false;
