@@ -80,7 +80,9 @@ bl_emu_switch:
 
 namespace bl_emu {
 
-thread_local const ThreadCtx* g_cur = nullptr;
+// Plain global, not thread_local (its dynamic-TLS lookup was 3% of a run):
+// launches are serialised by g_launch_mu, so one thread runs kernels at a time.
+const ThreadCtx* g_cur = nullptr;
 
 namespace {
 
@@ -230,7 +232,8 @@ struct Block {
   size_t sched_size = 0;
   int cur = -1;
   const std::function<void()>* body = nullptr;
-  std::vector<uint64_t> xchg;  // shuffle slots, one per thread
+  std::vector<uint64_t> xchg;  // shuffle slots, two per thread (alternating, see shfl_xor_bits)
+  std::vector<uint32_t> nshfl;  // shuffles each thread has done
   std::vector<int> pred;       // __syncthreads_or slots
   std::string error;           // first emulator error in this block
 };
@@ -341,6 +344,13 @@ bool run_block(Block& b) {
         waiting += b.fibers[size_t(l)].state == State::kWarpBar;
       }
       if (waiting > 0 && waiting == alive) {
+        // Warp barriers are shuffles with a full mask: every lane must take part.
+        if (waiting != 32) {
+          b.error = "__shfl_xor_sync in warp " + std::to_string(w) + ": only " + std::to_string(waiting) +
+                    " of its 32 lanes take part (the others exited or do not exist; block of " +
+                    std::to_string(b.n) + " threads)";
+          return false;
+        }
         for (int l = w * 32; l < std::min(b.n, w * 32 + 32); ++l)
           if (b.fibers[size_t(l)].state == State::kWarpBar) b.fibers[size_t(l)].state = State::kRun;
         released = true;
@@ -386,25 +396,21 @@ int syncthreads_or(int pred) {
   return any;
 }
 
+// One warp barrier per shuffle: a lane deposits its value in slot set
+// (its shuffle count & 1), waits until every lane of the warp has (run_block
+// also checks that all 32 take part), and reads its partner's slot. The
+// next shuffle uses the other set, and no lane can get two shuffles ahead,
+// so a slot is never overwritten before every lane has read it.
 uint64_t shfl_xor_bits(unsigned mask, uint64_t bits, int lane_mask, int width) {
   Block& b = *g_block;
   const int me = b.cur, lane = me & 31, base = me - lane;
   if (width != 32) fail_in_kernel("__shfl_xor_sync with width != 32 is not emulated");
-  // Every lane named in the mask must exist and be live (CUDA: undefined otherwise).
-  for (int l = 0; l < 32; ++l) {
-    if (!(mask >> l & 1u)) continue;
-    if (base + l >= b.n || b.fibers[size_t(base + l)].state == State::kDone)
-      fail_in_kernel("__shfl_xor_sync: lane " + std::to_string(l) + " of the mask has exited or does not exist (block of " +
-                     std::to_string(b.n) + " threads)");
-  }
   if (mask != 0xffffffffu) fail_in_kernel("__shfl_xor_sync with a partial mask is not emulated");
-  b.xchg[size_t(me)] = bits;
+  const size_t set = size_t(b.nshfl[size_t(me)]++ & 1u) * size_t(b.n);
+  b.xchg[set + size_t(me)] = bits;
   b.fibers[size_t(me)].state = State::kWarpBar;
   yield_to_scheduler();
-  const uint64_t r = b.xchg[size_t(base + (lane ^ (lane_mask & 31)))];
-  b.fibers[size_t(me)].state = State::kWarpBar;
-  yield_to_scheduler();
-  return r;
+  return b.xchg[set + size_t(base + (lane ^ (lane_mask & 31)))];
 }
 
 void* dynamic_smem() { return g_dyn_smem.data(); }
@@ -483,7 +489,8 @@ void launch(const Cfg& c, const void* fn, const void* const* ptrs, int nptrs, co
   b.n = int(threads);
   b.body = &body;
   b.fibers.resize(size_t(b.n));
-  b.xchg.assign(size_t(b.n), 0);
+  b.xchg.assign(2 * size_t(b.n), 0);
+  b.nshfl.assign(size_t(b.n), 0);
   b.pred.assign(size_t(b.n), 0);
   auto& pool = stack_pool();
   while (pool.size() < size_t(b.n)) {
@@ -508,6 +515,7 @@ void launch(const Cfg& c, const void* fn, const void* const* ptrs, int nptrs, co
               Fiber& f = b.fibers[size_t(i)];
               f.ctx = ThreadCtx{{tx, ty, tz}, {bx, by, bz}, {bl.x, bl.y, bl.z}, {g.x, g.y, g.z}};
               prepare(f);
+              b.nshfl[size_t(i)] = 0;
             }
         std::fill(g_dyn_smem.begin(), g_dyn_smem.end(), char(0xff));
         if (!run_block(b)) {

@@ -46,7 +46,7 @@ namespace bl_emu {
 struct ThreadCtx {
   uint3 tid, bid, bdim, gdim;
 };
-extern thread_local const ThreadCtx* g_cur;
+extern const ThreadCtx* g_cur;
 inline const ThreadCtx& cur() { return *g_cur; }
 
 void syncthreads();
