@@ -6,6 +6,8 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { run } from '../../ts/cli/run.ts';
+import { BayesLoraError } from '../../ts/errors.ts';
+import { info } from '../../ts/info.ts';
 
 describe('bayeslora run --quick', () => {
   it('fine-tunes, fits Laplace and writes the report', async () => {
@@ -43,4 +45,29 @@ describe('bayeslora run --quick', () => {
       rmSync(out, { recursive: true, force: true });
     }
   }, 600_000);
+
+  it('--device: cpu or cuda; cuda without a usable device is a typed error before any training', async () => {
+    const code = async (args: string[]) => {
+      try {
+        await run(args);
+      } catch (e) {
+        expect(e).toBeInstanceOf(BayesLoraError);
+        return [(e as BayesLoraError).code, (e as Error).message];
+      }
+      return ['no error', ''];
+    };
+    const [c1, m1] = await code(['--quick', '--device', 'tpu']);
+    expect(c1).toBe('INVALID_ARGUMENT');
+    expect(m1).toMatch(/--device must be cpu or cuda/);
+    if (info().cudaUsable) return; // a CUDA (or emulated CUDA) build would run the job
+    const out = mkdtempSync(path.join(os.tmpdir(), 'bayeslora-run-'));
+    try {
+      const [c2, m2] = await code(['--quick', '--device', 'cuda', '--out', out]);
+      expect(c2).toBe('UNSUPPORTED');
+      expect(m2).toMatch(/CUDA/);
+      expect(existsSync(path.join(out, 'report.json'))).toBe(false);
+    } finally {
+      rmSync(out, { recursive: true, force: true });
+    }
+  }, 120_000);
 });

@@ -16,6 +16,7 @@ const HELP = `usage: bayeslora run [options]
                       computing definitions from another dictionary; add data/wn-word/test.jsonl for
                       a second shift set)
   --out DIR           output directory (default: runs/<timestamp>)
+  --device D          cpu (default) | cuda (a CUDA build with a usable GPU; see \`bayeslora info\`)
   --seeds N           seeds to average over (default 2)
   --format F          answer format: choice (default) | letter
   --epochs N --lr X --batch N --checkpoints N --r N --alpha X --dropout X --targets a,b,c
@@ -58,6 +59,7 @@ export async function run(args: string[]): Promise<number> {
       validation: { type: 'string' },
       shift: { type: 'string', multiple: true },
       out: { type: 'string' },
+      device: { type: 'string', default: 'cpu' },
       seeds: { type: 'string' },
       format: { type: 'string', default: 'choice' },
       epochs: { type: 'string' },
@@ -82,10 +84,13 @@ export async function run(args: string[]): Promise<number> {
   const quick = values.quick!;
   const task = values.task!;
   if (!(task in SHIFTS)) throw invalid(`--task must be one of ${Object.keys(SHIFTS).join(', ')}, got ${task}`);
+  const device = values.device!;
+  if (device !== 'cpu' && device !== 'cuda') throw invalid(`--device must be cpu or cuda, got ${device}`);
   const num = (v: string | undefined, d: number) => (v === undefined ? d : Number(v));
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
   const o: RunOptions = {
     model: path.resolve(values.model!),
+    backend: device,
     train: path.resolve(values.train ?? data(`${task}/train-small.jsonl`)),
     test: path.resolve(values.test ?? data(`${task}/test.jsonl`)),
     validation: path.resolve(values.validation ?? data(`${task}/validation.jsonl`)),

@@ -35,6 +35,8 @@ import { BayesLoraError } from '../errors.ts';
 
 export interface RunOptions {
   model: string;
+  /** Backend the models run on (default 'cpu'); 'cuda' needs a build with CUDA and a usable device. */
+  backend?: 'cpu' | 'cuda';
   train: string;
   test: string;
   validation: string;
@@ -220,7 +222,7 @@ export async function runMainJob(o: RunOptions): Promise<RunReport> {
     const seedCkpt = path.join(ckptRoot, `seed-${seed}`);
     if (!cur) rmSync(seedCkpt, { recursive: true, force: true }); // leftovers of an attempt that reached no checkpoint
     o.log(`seed ${seed}: fine-tuning${full ? '' : ' (ensemble member)'}` + (cur ? `, resuming at step ${cur.step} from ${cur.checkpoint}` : ''));
-    const model = await Model.load(o.model);
+    const model = await Model.load(o.model, { backend: o.backend ?? 'cpu' });
     try {
       model.addLora({ ...o.lora, seed: 1000 + seed });
       const ckptHistory: Map<string, Float64Array[]> = new Map(cur ? prog!.state.ckptHistory : []);
