@@ -229,6 +229,8 @@ describe('bayeslora fit + predict', () => {
       [fitRun, [...fitBase, '--prior', '-1'], /--prior/],
       [fitRun, [...fitBase, '--prior', '1', '--per-layer-prior'], /per-layer-prior/],
       [fitRun, [...fitBase, '--format', 'json'], /--format/],
+      [fitRun, [...fitBase, '--device', 'gpu'], /--device/],
+      [predictRun, [...predBase, '--device', 'tpu'], /--device/],
       [fitRun, [...fitBase, 'extra'], /unexpected argument/],
       [fitRun, ['--model', modelDir, '--adapter', dir, '--data', trainFile, '--out', path.join(dir, 'never')], /--adapter/],
       [predictRun, [...predBase, '--method', 'laplace'], /--method/],

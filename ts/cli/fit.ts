@@ -22,6 +22,7 @@ const CMD = 'fit';
 
 const HELP = `usage: bayeslora fit --model DIR --adapter DIR --data train.jsonl --out DIR [options]
   --model DIR          LLaMA-family checkpoint with tokenizer.json
+  --device D           cpu (default) | cuda
   --adapter DIR        PEFT LoRA adapter (adapter_config.json + adapter_model.safetensors)
   --data FILE          training JSONL ({"prompt", "choices", "answer"} per line)
   --out DIR            writes posterior.safetensors, a copy of the adapter and fit.json
@@ -46,6 +47,8 @@ export const POSTERIOR_FILE = 'posterior.safetensors';
 
 export interface FitCliOptions {
   model: string;
+  /** Backend the model runs on (default 'cpu'). */
+  backend: 'cpu' | 'cuda';
   adapter: string;
   data: string;
   out: string;
@@ -92,6 +95,7 @@ export interface FitReport {
 export function parseFitArgs(args: string[]): FitCliOptions {
   const v = parseCli(CMD, args, {
     model: { type: 'string' },
+    device: { type: 'string' },
     adapter: { type: 'string' },
     data: { type: 'string' },
     out: { type: 'string' },
@@ -111,6 +115,7 @@ export function parseFitArgs(args: string[]): FitCliOptions {
   if (v.prior !== undefined && v.prior !== 'marglik') prior = positiveArg(CMD, v, 'prior')!;
   const o: FitCliOptions = {
     model: path.resolve(required(CMD, v, 'model')),
+    backend: choiceArg(CMD, v, 'device', ['cpu', 'cuda'] as const, 'cpu'),
     adapter: path.resolve(required(CMD, v, 'adapter')),
     data: path.resolve(required(CMD, v, 'data')),
     out: path.resolve(required(CMD, v, 'out')),
@@ -143,7 +148,7 @@ export interface FitHooks {
 
 export async function fitPosterior(o: FitCliOptions, hooks: FitHooks = {}): Promise<FitReport> {
   const t0 = performance.now();
-  const model = await Model.load(o.model);
+  const model = await Model.load(o.model, { backend: o.backend ?? 'cpu' });
   try {
     await model.loadAdapter(o.adapter);
     const tok = await Tokenizer.fromFile(path.join(o.model, 'tokenizer.json'));

@@ -27,6 +27,7 @@ const CMD = 'predict';
 
 const HELP = `usage: bayeslora predict --model DIR --adapter DIR --posterior FILE --data test.jsonl --out preds.jsonl [options]
   --model DIR        LLaMA-family checkpoint with tokenizer.json
+  --device D         cpu (default) | cuda
   --adapter DIR      the PEFT LoRA adapter the posterior was fitted for
   --posterior FILE   posterior.safetensors written by 'bayeslora fit'
   --data FILE        JSONL to predict ("answer" optional)
@@ -42,6 +43,8 @@ Metrics (ACC, ECE, NLL, Brier) over labelled examples are printed to stderr as J
 
 export interface PredictCliOptions {
   model: string;
+  /** Backend the model runs on (default 'cpu'). */
+  backend: 'cpu' | 'cuda';
   adapter: string;
   posterior: string;
   data: string;
@@ -70,6 +73,7 @@ export interface PredictReport {
 export function parsePredictArgs(args: string[]): PredictCliOptions {
   const v = parseCli(CMD, args, {
     model: { type: 'string' },
+    device: { type: 'string' },
     adapter: { type: 'string' },
     posterior: { type: 'string' },
     data: { type: 'string' },
@@ -83,6 +87,7 @@ export function parsePredictArgs(args: string[]): PredictCliOptions {
   });
   const o: PredictCliOptions = {
     model: path.resolve(required(CMD, v, 'model')),
+    backend: choiceArg(CMD, v, 'device', ['cpu', 'cuda'] as const, 'cpu'),
     adapter: path.resolve(required(CMD, v, 'adapter')),
     posterior: path.resolve(required(CMD, v, 'posterior')),
     data: path.resolve(required(CMD, v, 'data')),
@@ -119,7 +124,7 @@ export async function predictPosterior(o: PredictCliOptions, progress?: (done: n
   const t0 = performance.now();
   const fitted = fittedSettings(o.posterior);
   const format = o.format ?? fitted.format ?? 'choice';
-  const model = await Model.load(o.model);
+  const model = await Model.load(o.model, { backend: o.backend ?? 'cpu' });
   try {
     await model.loadAdapter(o.adapter);
     const la = await Laplace.load(o.posterior, model);
