@@ -206,7 +206,29 @@ void* CudaBackend::alloc(size_t bytes) {
     fail(code::kCudaOom, "cuda: cannot allocate ", bytes, " bytes (", gib(free_b), " free of ", gib(total_b), ")");
   }
   check(e, "cudaMalloc");
+  sizes_[p] = bytes;
+  live_bytes_ += bytes;
+  peak_bytes_ = std::max(peak_bytes_, live_bytes_);
   return p;
+}
+
+CudaBackend::MemoryStats CudaBackend::memory_stats() {
+  auto lk = lock();
+  MemoryStats m;
+  m.live = live_bytes_;
+  m.peak = peak_bytes_;
+  m.internal = workspace_bytes_ + scratch_bytes_;
+  if (cuda::sticky_error().empty()) {
+    int cur = -1;
+    if (cudaGetDevice(&cur) != cudaSuccess || cur != device_) cudaSetDevice(device_);
+    if (cudaMemGetInfo(&m.device_free, &m.device_total) != cudaSuccess) (void)cudaGetLastError();
+  }
+  return m;
+}
+
+void CudaBackend::reset_peak() {
+  auto lk = lock();
+  peak_bytes_ = live_bytes_;
 }
 
 void CudaBackend::dealloc(void* p) {
@@ -214,6 +236,10 @@ void CudaBackend::dealloc(void* p) {
   // freed (the context is gone); the memory goes with the process.
   if (!p || !cuda::sticky_error().empty()) return;
   auto lk = lock();
+  if (auto it = sizes_.find(p); it != sizes_.end()) {
+    live_bytes_ -= it->second;
+    sizes_.erase(it);
+  }
   int cur = -1;
   if (cudaGetDevice(&cur) != cudaSuccess || cur != device_) cudaSetDevice(device_);
   cudaError_t e = cudaFree(p);
@@ -566,6 +592,18 @@ Backend& cuda_backend() {
 }
 
 CudaBackend* as_cuda(Backend& be) { return dynamic_cast<CudaBackend*>(&be); }
+
+bool cuda_memory(CudaBackend::MemoryStats* out, bool reset_peak) {
+  CudaBackend* b = nullptr;
+  {
+    std::lock_guard<std::mutex> lk(g_inst_mu);
+    b = g_inst;
+  }
+  if (!b) return false;
+  *out = b->memory_stats();
+  if (reset_peak) b->reset_peak();
+  return true;
+}
 
 std::string cuda_probe(bool* usable) {
   *usable = false;

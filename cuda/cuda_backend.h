@@ -23,6 +23,7 @@
 #include <cstdint>
 #include <mutex>
 #include <string>
+#include <unordered_map>
 
 #include "backend/backend.h"
 
@@ -156,6 +157,19 @@ class CudaBackend final : public Backend {
   bool tf32_ = false;
   std::string describe_;
   std::recursive_mutex mu_;
+  // Buffers from alloc() (Buffer / Tensor memory; not the cuBLAS workspace,
+  // the scratch buffer or the pinned bytes): sizes to account frees.
+  std::unordered_map<void*, size_t> sizes_;
+  size_t live_bytes_ = 0, peak_bytes_ = 0;
+
+ public:
+  struct MemoryStats {
+    size_t live = 0, peak = 0;       // bytes in alloc()'d buffers now / at most
+    size_t internal = 0;             // cuBLAS workspace + scratch
+    size_t device_free = 0, device_total = 0;  // cudaMemGetInfo
+  };
+  MemoryStats memory_stats();
+  void reset_peak();
 };
 
 // The process-wide CUDA backend (device $BAYESLORA_CUDA_DEVICE, default 0),
@@ -165,6 +179,10 @@ Backend& cuda_backend();
 
 // The CUDA backend behind `be`, or nullptr when `be` is another backend.
 CudaBackend* as_cuda(Backend& be);
+
+// Device memory of the process-wide CUDA backend, if it was created (false
+// otherwise; never creates it, never throws).
+bool cuda_memory(CudaBackend::MemoryStats* out, bool reset_peak);
 
 // A sentence for `bayeslora info`: device name, compute capability, memory,
 // which cuBLAS was found; or why no device is usable. Never throws.

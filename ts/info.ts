@@ -20,6 +20,29 @@ export function info(): BuildInfo {
   return { ...native(() => n.info()), addon: nativePath() } as BuildInfo;
 }
 
+/** Device memory of the CUDA backend (bytes). */
+export interface CudaMemory {
+  /** In the backend's buffers now: model weights, LoRA, activations, Laplace factors, ... */
+  liveBytes: number;
+  /** The most `liveBytes` has been since the backend started or the last `resetPeak`. */
+  peakBytes: number;
+  /** The backend's own cuBLAS workspace and scratch (kept for the process). */
+  internalBytes: number;
+  deviceFreeBytes: number;
+  deviceTotalBytes: number;
+}
+
+/**
+ * The CUDA backend's device memory, or null when CUDA is not compiled in or
+ * nothing has used the CUDA backend yet (this never creates it). With
+ * `resetPeak`, peakBytes restarts from liveBytes after this reading: bracket a
+ * phase (e.g. a Laplace fit) to measure its own peak.
+ */
+export function cudaMemory(resetPeak = false): CudaMemory | null {
+  const n = loadNative();
+  return native(() => n.cudaMemory(resetPeak)) as CudaMemory | null;
+}
+
 /** Number of CPU threads native kernels use (default: all cores, or BAYESLORA_THREADS). */
 export function setThreads(n: number): void {
   const a = loadNative();

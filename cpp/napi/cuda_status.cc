@@ -1,5 +1,11 @@
-// Why CUDA is or is not usable, in words, for `bayeslora info`.
+// Why CUDA is or is not usable, in words, for `bayeslora info`; and the CUDA
+// backend's device memory for `cudaMemory()`.
 #include <string>
+
+#include "napi/cuda_status.h"
+#ifdef BAYESLORA_WITH_CUDA
+#include "cuda_backend.h"
+#endif
 
 namespace bl {
 #ifdef BAYESLORA_WITH_CUDA
@@ -15,6 +21,22 @@ std::string cuda_status(bool* usable) {
 #else
   *usable = false;
   return "not compiled in (no nvcc at build time, or BAYESLORA_CUDA=OFF)";
+#endif
+}
+
+bool cuda_memory(CudaMemory* m, bool reset_peak) {
+#ifdef BAYESLORA_WITH_CUDA
+  CudaBackend::MemoryStats st;
+  if (!bl::cuda_memory(&st, reset_peak)) return false;
+  m->live = st.live;
+  m->peak = st.peak;
+  m->internal = st.internal;
+  m->device_free = st.device_free;
+  m->device_total = st.device_total;
+  return true;
+#else
+  (void)m, (void)reset_peak;
+  return false;
 #endif
 }
 

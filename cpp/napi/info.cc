@@ -2,12 +2,11 @@
 #include "backend/backend.h"
 #include "backend/cpu/gemm.h"
 #include "core/threads.h"
+#include "napi/cuda_status.h"
 #include "napi/modules.h"
 #include "napi/util.h"
 
 namespace bl::napi {
-
-std::string cuda_status(bool* usable);  // napi/cuda_status.cc
 
 static Napi::Value info(const Napi::CallbackInfo& i) {
   Napi::Env env = i.Env();
@@ -30,6 +29,21 @@ static Napi::Value info(const Napi::CallbackInfo& i) {
   return o;
 }
 
+// cudaMemory(resetPeak = false): the CUDA backend's memory, or null before
+// (or without) it. Bytes as numbers; resetPeak sets peak to live afterwards.
+static Napi::Value cuda_memory_js(const Napi::CallbackInfo& i) {
+  const bool reset = i.Length() > 0 && !i[0].IsUndefined() && get_bool(i[0], "resetPeak");
+  CudaMemory m;
+  if (!cuda_memory(&m, reset)) return i.Env().Null();
+  Napi::Object o = Napi::Object::New(i.Env());
+  o.Set("liveBytes", double(m.live));
+  o.Set("peakBytes", double(m.peak));
+  o.Set("internalBytes", double(m.internal));
+  o.Set("deviceFreeBytes", double(m.device_free));
+  o.Set("deviceTotalBytes", double(m.device_total));
+  return o;
+}
+
 static Napi::Value set_threads(const Napi::CallbackInfo& i) {
   set_num_threads(int(get_int(i[0], "threads", 1, 1024)));
   return i.Env().Undefined();
@@ -42,6 +56,7 @@ static Napi::Value set_gemm(const Napi::CallbackInfo& i) {
 
 void init_info(Napi::Env env, Napi::Object exports) {
   exports.Set("info", Napi::Function::New(env, BL_NAPI(info)));
+  exports.Set("cudaMemory", Napi::Function::New(env, BL_NAPI(cuda_memory_js)));
   exports.Set("setThreads", Napi::Function::New(env, BL_NAPI(set_threads)));
   exports.Set("setGemmImpl", Napi::Function::New(env, BL_NAPI(set_gemm)));
 }
