@@ -203,6 +203,10 @@ try {
   result.setup.examples = nb * B;
 
   // ---- training epoch -------------------------------------------------------------------------------
+  // Device bytes in the backend's buffers (addon.cudaMemory), peaks bracketed
+  // per phase: the training epoch, then fit + prior + predictive on top.
+  const devMem = (reset = false) => (S.device === 'cuda' && addon.cudaMemory ? addon.cudaMemory(reset) : null);
+  devMem(true);
   const steps = [];
   t0 = performance.now();
   for (const b of batches) {
@@ -213,6 +217,7 @@ try {
   const epoch = (performance.now() - t0) / 1000;
   const step = median(steps);
   const mi = model.info();
+  const devTrain = devMem(true);
   result.train = {
     epoch_s: epoch,
     step_s: { median: step, min: Math.min(...steps), max: Math.max(...steps), n: steps.length },
@@ -258,6 +263,12 @@ try {
     train_peak_bytes: trainPeak,
     train_peak_source: 'Model.info().nativeBytes after the epoch: base weights (bf16 or float32 store), workspace, LoRA weights + gradients, AdamW moments (backend memory)',
     ratio: postBytes / trainPeak,
+    // Every device buffer (addon.cudaMemory: weights, activations, gradients,
+    // optimizer state, K-FAC factors, posterior), peak over the epoch and
+    // over fit + prior + predictive (filled in after the predictive).
+    device_train_peak_bytes: devTrain ? devTrain.peakBytes : null,
+    device_laplace_peak_bytes: null,
+    device_overhead: null,
   };
   log(`fit ${fit.toFixed(2)} s (${(fit / epoch).toFixed(2)}x epoch), posterior ${(postBytes / 2 ** 20).toFixed(1)} MiB = ${(100 * postBytes / trainPeak).toFixed(3)}% of training`);
   save();
@@ -272,6 +283,12 @@ try {
   }
   result.predict = { s_per_example: median(per), batches: np, per_batch_s_per_example: per };
   log(`predict ${(1000 * result.predict.s_per_example).toFixed(1)} ms per example`);
+  const devLaplace = devMem();
+  if (devTrain && devLaplace) {
+    result.memory.device_laplace_peak_bytes = devLaplace.peakBytes;
+    result.memory.device_overhead = Math.max(0, devLaplace.peakBytes - devTrain.peakBytes) / devTrain.peakBytes;
+    log(`device peak: training ${(devTrain.peakBytes / 2 ** 30).toFixed(3)} GiB, fit + predictive ${(devLaplace.peakBytes / 2 ** 30).toFixed(3)} GiB (overhead ${(100 * result.memory.device_overhead).toFixed(2)}%)`);
+  }
 
   result.targets = {
     mfu: '>= 0.35',
