@@ -357,6 +357,14 @@ bool run_block(Block& b) {
       }
     }
     if (!released && at_block == live) {
+      // Every thread of the block must reach the barrier (CUDA: __syncthreads
+      // only in conditions uniform across the block); threads that returned
+      // before it make it divergent, however the hardware would treat them.
+      if (live != b.n) {
+        b.error = "__syncthreads reached by " + std::to_string(live) + " of the block's " + std::to_string(b.n) +
+                  " threads; the others exited without reaching it (divergent barrier)";
+        return false;
+      }
       for (Fiber& f : b.fibers)
         if (f.state == State::kBlockBar) f.state = State::kRun;
       released = true;
