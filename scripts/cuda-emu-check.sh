@@ -65,6 +65,10 @@ record() {  # name status
 # 1. cuBLAS emulator self-check (the library the backend dlopens here).
 if "$BUILD/Release/cublas_emu_check" "$BAYESLORA_CUBLAS" >> "$LOG" 2>&1; then record cublas_emu_check ok; else record cublas_emu_check fail; fi
 
+# 1b. The CUDA emulator's own self-test (cuda/emu/selftest): CUDA semantics it
+# must compute exactly, and every bug class it claims to catch.
+if "$BUILD/Release/cuda_emu_selftest" >> "$LOG" 2>&1; then record cuda_emu_selftest ok; else record cuda_emu_selftest fail; fi
+
 # 2. GPU parity suite: each node:test counts.
 set +e
 node --test --test-reporter=tap test/gpu/*.test.mjs > .tmp/cuda-emu-tests.tap 2>> "$LOG"
