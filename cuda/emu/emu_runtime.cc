@@ -236,6 +236,11 @@ struct Block {
   std::vector<uint32_t> nshfl;  // shuffles each thread has done
   std::vector<int> pred;       // __syncthreads_or slots
   std::string error;           // first emulator error in this block
+  // Between barriers the threads run one after another, in ascending order in
+  // even blocks and descending in odd ones: a read that a missing barrier lets
+  // run early then sees stale data whichever side of the writers the reader
+  // is (a fixed order would hide every race whose reader comes last).
+  bool reverse = false;
 };
 
 Block* g_block = nullptr;  // the block being run (launches are serialised)
@@ -312,7 +317,8 @@ std::string where(const Cfg& c) { return std::string(c.file) + ":" + std::to_str
 bool run_block(Block& b) {
   for (;;) {
     bool progressed = false;
-    for (int i = 0; i < b.n; ++i) {
+    for (int k = 0; k < b.n; ++k) {
+      const int i = b.reverse ? b.n - 1 - k : k;
       Fiber& f = b.fibers[size_t(i)];
       if (f.state != State::kRun) continue;
       b.cur = i;
@@ -526,6 +532,7 @@ void launch(const Cfg& c, const void* fn, const void* const* ptrs, int nptrs, co
               b.nshfl[size_t(i)] = 0;
             }
         std::fill(g_dyn_smem.begin(), g_dyn_smem.end(), char(0xff));
+        b.reverse = ((uint64_t(bz) * g.y + by) * g.x + bx) & 1;
         if (!run_block(b)) {
           g_block = outer;
           make_sticky(cudaErrorLaunchFailure, where(c) + ": block (" + std::to_string(bx) + "," + std::to_string(by) +
