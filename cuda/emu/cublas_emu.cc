@@ -23,6 +23,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <mutex>
 #include <new>
@@ -50,6 +51,7 @@ constexpr int kNotInitialized = 1;
 constexpr int kAllocFailed = 3;
 constexpr int kInvalidValue = 7;
 constexpr int kNotSupported = 15;
+constexpr int kExecutionFailed = 13;
 
 // cublasOperation_t
 constexpr int kOpN = 0, kOpT = 1, kOpC = 2;
@@ -222,6 +224,9 @@ bool outputs_overlap(const Gemm& g) {
 int run(Gemm g) {
   int s = validate(g);
   if (s != kSuccess) return s;
+  // Fault injection (test/gpu/faults.test.mjs): while BL_CUBLAS_EMU_FAIL is
+  // set and non-empty, every valid GEMM fails as a failed kernel would.
+  if (const char* f = std::getenv("BL_CUBLAS_EMU_FAIL"); f && *f) return kExecutionFailed;
   if (g.m == 0 || g.n == 0 || g.batch == 0) return kSuccess;
   if (outputs_overlap(g)) {
     g_warnings.fetch_add(1);

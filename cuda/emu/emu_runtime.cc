@@ -488,6 +488,12 @@ void launch(const Cfg& c, const void* fn, const void* const* ptrs, int nptrs, co
     set_error(cudaErrorInvalidResourceHandle);
     return;
   }
+  // Fault injection (test/gpu/faults.test.mjs): BL_EMU_FAULT=illegal-address
+  // makes this launch fault as a kernel touching a bad address would.
+  if (const char* f = std::getenv("BL_EMU_FAULT"); f && std::strcmp(f, "illegal-address") == 0) {
+    make_sticky(cudaErrorIllegalAddress, where(c) + ": injected fault (BL_EMU_FAULT=illegal-address)");
+    return;
+  }
   for (int i = 0; i < nptrs; ++i) {
     const void* p = ptrs[i];
     if (p == reinterpret_cast<const void*>(uintptr_t(1)) || p == nullptr) continue;
