@@ -35,11 +35,12 @@ flags=(--CDCMAKE_BUILD_TYPE=Release --CDBAYESLORA_CUDA_EMU=ON --CDBAYESLORA_CUBL
 if [ $ASAN = 1 ]; then
   flags+=(--CDBAYESLORA_ASAN=ON)
 fi
+BLOG=.tmp/$(basename "$BUILD").build.log
 echo "cuda-emu: building $BUILD (asan=$ASAN)"
-CMAKE_BUILD_PARALLEL_LEVEL=${JOBS:-2} npx cmake-js compile "${flags[@]}" -O "$BUILD" > "$BUILD.log" 2>&1 || {
-  grep -E 'error' "$BUILD.log" | head -20
+CMAKE_BUILD_PARALLEL_LEVEL=${JOBS:-2} npx cmake-js compile "${flags[@]}" -O "$BUILD" > "$BLOG" 2>&1 || {
+  grep -E 'error' "$BLOG" | head -20
   echo '{"passed": 0, "failed": 1, "error": "build failed"}' > .tmp/cuda-emu.json
-  echo "cuda-emu: build failed (see $BUILD.log)"
+  echo "cuda-emu: build failed (see $BLOG)"
   exit 1
 }
 
