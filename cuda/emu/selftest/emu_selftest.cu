@@ -9,9 +9,9 @@
 // process, which also lets a case set BL_EMU_DEVICE_BYTES before the runtime
 // reads it), under a timeout so that a broken deadlock detector fails instead
 // of hanging. Prints one line per check, then "N checks passed, M failed";
-// exits non-zero on any failure.
+// exits non-zero on any failure. mutate.py (next to this file) checks that
+// the test fails against emulators broken in each of these respects.
 #include <cuda_runtime.h>
-#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/wait.h>
