@@ -22,6 +22,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <map>
+#include <unordered_map>
 #include <mutex>
 #include <set>
 #include <string>
@@ -430,6 +431,18 @@ uint64_t shfl_xor_bits(unsigned mask, uint64_t bits, int lane_mask, int width) {
 void* dynamic_smem() { return g_dyn_smem.data(); }
 
 namespace {
+uint64_t g_block_seq = 0;                          // blocks started in this process
+std::unordered_map<void*, uint64_t> g_shared_seen;  // static shared array -> block that last poisoned it
+}  // namespace
+
+void shared_var(void* p, size_t bytes) {
+  uint64_t& seen = g_shared_seen[p];
+  if (seen == g_block_seq) return;  // another thread of this block got here first
+  seen = g_block_seq;
+  std::memset(p, 0xff, bytes);
+}
+
+namespace {
 std::mutex g_attr_mu;
 std::map<const void*, int> g_max_dyn_smem;  // cudaFuncAttributeMaxDynamicSharedMemorySize per kernel
 }  // namespace
@@ -538,6 +551,7 @@ void launch(const Cfg& c, const void* fn, const void* const* ptrs, int nptrs, co
               b.nshfl[size_t(i)] = 0;
             }
         std::fill(g_dyn_smem.begin(), g_dyn_smem.end(), char(0xff));
+        ++g_block_seq;  // static shared arrays are refilled as this block reaches them
         b.reverse = ((uint64_t(bz) * g.y + by) * g.x + bx) & 1;
         if (!run_block(b)) {
           g_block = outer;

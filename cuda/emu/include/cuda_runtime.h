@@ -54,6 +54,9 @@ int syncthreads_or(int pred);
 // Every lane of the warp deposits `bits`, then reads lane (own ^ lane_mask)'s.
 uint64_t shfl_xor_bits(unsigned mask, uint64_t bits, int lane_mask, int width);
 void* dynamic_smem();
+// A static __shared__ array (see rewrite.cmake): filled with 0xff bytes when
+// the first thread of a block reaches its declaration.
+void shared_var(void* p, size_t bytes);
 
 struct Cfg;
 // One launch: checks the configuration and the pointer arguments, then runs
