@@ -212,9 +212,9 @@ void* CudaBackend::alloc(size_t bytes) {
   return p;
 }
 
-CudaBackend::MemoryStats CudaBackend::memory_stats() {
+DeviceMemory CudaBackend::memory_stats(bool reset_peak) {
   auto lk = lock();
-  MemoryStats m;
+  DeviceMemory m;
   m.live = live_bytes_;
   m.peak = peak_bytes_;
   m.internal = workspace_bytes_ + scratch_bytes_;
@@ -223,12 +223,8 @@ CudaBackend::MemoryStats CudaBackend::memory_stats() {
     if (cudaGetDevice(&cur) != cudaSuccess || cur != device_) cudaSetDevice(device_);
     if (cudaMemGetInfo(&m.device_free, &m.device_total) != cudaSuccess) (void)cudaGetLastError();
   }
+  if (reset_peak) peak_bytes_ = live_bytes_;
   return m;
-}
-
-void CudaBackend::reset_peak() {
-  auto lk = lock();
-  peak_bytes_ = live_bytes_;
 }
 
 void CudaBackend::dealloc(void* p) {
@@ -593,15 +589,14 @@ Backend& cuda_backend() {
 
 CudaBackend* as_cuda(Backend& be) { return dynamic_cast<CudaBackend*>(&be); }
 
-bool cuda_memory(CudaBackend::MemoryStats* out, bool reset_peak) {
+bool cuda_memory(DeviceMemory* out, bool reset_peak) {
   CudaBackend* b = nullptr;
   {
     std::lock_guard<std::mutex> lk(g_inst_mu);
     b = g_inst;
   }
   if (!b) return false;
-  *out = b->memory_stats();
-  if (reset_peak) b->reset_peak();
+  *out = b->memory_stats(reset_peak);
   return true;
 }
 

@@ -163,13 +163,9 @@ class CudaBackend final : public Backend {
   size_t live_bytes_ = 0, peak_bytes_ = 0;
 
  public:
-  struct MemoryStats {
-    size_t live = 0, peak = 0;       // bytes in alloc()'d buffers now / at most
-    size_t internal = 0;             // cuBLAS workspace + scratch
-    size_t device_free = 0, device_total = 0;  // cudaMemGetInfo
-  };
-  MemoryStats memory_stats();
-  void reset_peak();
+  // internal = cuBLAS workspace + scratch; device free / total from
+  // cudaMemGetInfo. reset_peak: peak restarts from live after this reading.
+  DeviceMemory memory_stats(bool reset_peak);
 };
 
 // The process-wide CUDA backend (device $BAYESLORA_CUDA_DEVICE, default 0),
@@ -182,7 +178,7 @@ CudaBackend* as_cuda(Backend& be);
 
 // Device memory of the process-wide CUDA backend, if it was created (false
 // otherwise; never creates it, never throws).
-bool cuda_memory(CudaBackend::MemoryStats* out, bool reset_peak);
+bool cuda_memory(DeviceMemory* out, bool reset_peak);
 
 // A sentence for `bayeslora info`: device name, compute capability, memory,
 // which cuBLAS was found; or why no device is usable. Never throws.

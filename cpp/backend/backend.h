@@ -27,6 +27,13 @@ struct AttnShape {
   int hd = 0;         // head dim
 };
 
+// A device backend's memory (CUDA: cudaMemory() in the bindings).
+struct DeviceMemory {
+  size_t live = 0, peak = 0;  // bytes in alloc()'d buffers now / at most since start or the last reset
+  size_t internal = 0;        // the backend's own workspace and scratch
+  size_t device_free = 0, device_total = 0;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;

@@ -24,16 +24,9 @@ std::string cuda_status(bool* usable) {
 #endif
 }
 
-bool cuda_memory(CudaMemory* m, bool reset_peak) {
+bool cuda_device_memory(DeviceMemory* m, bool reset_peak) {
 #ifdef BAYESLORA_WITH_CUDA
-  CudaBackend::MemoryStats st;
-  if (!bl::cuda_memory(&st, reset_peak)) return false;
-  m->live = st.live;
-  m->peak = st.peak;
-  m->internal = st.internal;
-  m->device_free = st.device_free;
-  m->device_total = st.device_total;
-  return true;
+  return cuda_memory(m, reset_peak);
 #else
   (void)m, (void)reset_peak;
   return false;

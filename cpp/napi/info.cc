@@ -33,8 +33,8 @@ static Napi::Value info(const Napi::CallbackInfo& i) {
 // (or without) it. Bytes as numbers; resetPeak sets peak to live afterwards.
 static Napi::Value cuda_memory_js(const Napi::CallbackInfo& i) {
   const bool reset = i.Length() > 0 && !i[0].IsUndefined() && get_bool(i[0], "resetPeak");
-  CudaMemory m;
-  if (!cuda_memory(&m, reset)) return i.Env().Null();
+  DeviceMemory m;
+  if (!cuda_device_memory(&m, reset)) return i.Env().Null();
   Napi::Object o = Napi::Object::New(i.Env());
   o.Set("liveBytes", double(m.live));
   o.Set("peakBytes", double(m.peak));

@@ -103,14 +103,10 @@ cudaError_t set_error(cudaError_t e) {
   return e;
 }
 
-void report(const char* fmt, const std::string& a, const std::string& b = "") {
-  std::fprintf(stderr, "bl-emu: ");
-  std::fprintf(stderr, fmt, a.c_str(), b.c_str());
-  std::fprintf(stderr, "\n");
-}
+void report(const std::string& msg) { std::fprintf(stderr, "bl-emu: %s\n", msg.c_str()); }
 
 cudaError_t make_sticky(cudaError_t e, const std::string& why) {
-  report("%s%s", why);
+  report(why);
   std::lock_guard<std::mutex> lk(g_err_mu);
   if (g_sticky == cudaSuccess) g_sticky = e;
   t_last = e;
@@ -136,27 +132,21 @@ size_t device_bytes() {
   return b;
 }
 
-// The allocation holding [p, p + n) (n = 0: p may be one past the end), or null.
-const Alloc* find(const void* p, size_t n, uintptr_t* start, bool pinned_ok) {
+// True when [p, p + n) lies inside one allocation (n = 0: p may be one past
+// its end); pinned host allocations count only with pinned_ok.
+bool inside(const void* p, size_t n, bool pinned_ok) {
+  std::lock_guard<std::mutex> lk(g_mem_mu);
   const uintptr_t a = reinterpret_cast<uintptr_t>(p);
   auto it = g_allocs.upper_bound(a);
-  if (it == g_allocs.begin()) return nullptr;
+  if (it == g_allocs.begin()) return false;
   --it;
-  if (it->second.pinned && !pinned_ok) return nullptr;
+  if (it->second.pinned && !pinned_ok) return false;
   const uintptr_t end = it->first + it->second.bytes;
-  if (a < it->first || a > end || n > end - a) return nullptr;
-  if (start) *start = it->first;
-  return &it->second;
+  return a >= it->first && a <= end && n <= end - a;
 }
 
-bool is_device(const void* p, size_t n) {
-  std::lock_guard<std::mutex> lk(g_mem_mu);
-  return find(p, n, nullptr, false) != nullptr;
-}
-bool is_tracked(const void* p) {
-  std::lock_guard<std::mutex> lk(g_mem_mu);
-  return find(p, 0, nullptr, true) != nullptr;
-}
+bool is_device(const void* p, size_t n) { return inside(p, n, false); }
+bool is_tracked(const void* p) { return inside(p, 0, true); }
 
 std::string hex(const void* p) {
   char b[32];
@@ -189,7 +179,7 @@ cudaError_t release(void* p, bool pinned) {
   std::lock_guard<std::mutex> lk(g_mem_mu);
   auto it = g_allocs.find(reinterpret_cast<uintptr_t>(p));
   if (it == g_allocs.end() || it->second.pinned != pinned) {
-    report("%s %s is not the start of a live allocation", pinned ? "cudaFreeHost:" : "cudaFree:", hex(p));
+    report(std::string(pinned ? "cudaFreeHost: " : "cudaFree: ") + hex(p) + " is not the start of a live allocation");
     return set_error(cudaErrorInvalidValue);
   }
   if (!pinned) g_used -= std::max<size_t>(it->second.bytes, 1);
@@ -477,9 +467,9 @@ void launch(const Cfg& c, const void* fn, const void* const* ptrs, int nptrs, co
   const uint64_t threads = uint64_t(bl.x) * bl.y * bl.z;
   if (g.x == 0 || g.y == 0 || g.z == 0 || threads == 0 || threads > uint64_t(kMaxThreads) || bl.x > 1024 ||
       bl.y > 1024 || bl.z > 64 || g.x > 2147483647u || g.y > 65535 || g.z > 65535) {
-    report("%s: invalid launch configuration %s", where(c),
-           "grid (" + std::to_string(g.x) + "," + std::to_string(g.y) + "," + std::to_string(g.z) + ") block (" +
-               std::to_string(bl.x) + "," + std::to_string(bl.y) + "," + std::to_string(bl.z) + ")");
+    report(where(c) + ": invalid launch configuration grid (" + std::to_string(g.x) + "," + std::to_string(g.y) +
+           "," + std::to_string(g.z) + ") block (" + std::to_string(bl.x) + "," + std::to_string(bl.y) + "," +
+           std::to_string(bl.z) + ")");
     set_error(cudaErrorInvalidConfiguration);
     return;
   }
@@ -489,15 +479,14 @@ void launch(const Cfg& c, const void* fn, const void* const* ptrs, int nptrs, co
     auto it = g_max_dyn_smem.find(fn);
     if (it != g_max_dyn_smem.end()) allowed = std::max(allowed, it->second);
     if (c.smem > size_t(allowed)) {
-      report("%s: %s", where(c),
-             std::to_string(c.smem) + " bytes of dynamic shared memory, above the kernel's limit of " +
+      report(where(c) + ": " + std::to_string(c.smem) + " bytes of dynamic shared memory, above the kernel's limit of " +
                  std::to_string(allowed) + " (cudaFuncSetAttribute)");
       set_error(cudaErrorInvalidValue);
       return;
     }
   }
   if (!stream_ok(c.stream)) {
-    report("%s: %s", where(c), "launch on a stream that does not exist");
+    report(where(c) + ": launch on a stream that does not exist");
     set_error(cudaErrorInvalidResourceHandle);
     return;
   }
@@ -697,7 +686,7 @@ cudaError_t check_copy(void* dst, const void* src, size_t bytes, cudaMemcpyKind 
   std::string e = side(dst, dst_dev, "destination");
   if (e.empty()) e = side(src, src_dev, "source");
   if (e.empty()) return cudaSuccess;
-  bl_emu::report("%s: %s", what, e);
+  bl_emu::report(std::string(what) + ": " + e);
   return set_error(cudaErrorInvalidValue);
 }
 }  // namespace
@@ -719,8 +708,8 @@ cudaError_t cudaMemsetAsync(void* p, int value, size_t bytes, cudaStream_t s) {
   if (!bl_emu::stream_ok(s)) return set_error(cudaErrorInvalidResourceHandle);
   if (bytes == 0) return cudaSuccess;
   if (!bl_emu::is_device(p, bytes)) {
-    bl_emu::report("cudaMemset: %s + %s bytes is not inside one device allocation", bl_emu::hex(p),
-                   std::to_string(bytes));
+    bl_emu::report("cudaMemset: " + bl_emu::hex(p) + " + " + std::to_string(bytes) +
+                   " bytes is not inside one device allocation");
     return set_error(cudaErrorInvalidValue);
   }
   std::memset(p, value, bytes);

@@ -45,8 +45,6 @@ thread_local Scratch tl_pack_a, tl_pack_b;
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-
-
 // A partial tile: the kernel writes alpha=1, beta=0 into a local tile, then
 // the valid m x n corner is merged with the same alpha/beta semantics.
 void edge_tile(const GemmKernel& kern, int kc, const float* Ap, const float* Bp, float* C,
