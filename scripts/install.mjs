@@ -2,6 +2,7 @@
 // otherwise compile with cmake-js; fall back to node-gyp (CPU only) when
 // cmake is missing. Never fails the install silently: prints what it did.
 import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
@@ -19,8 +20,20 @@ function run(cmd, args) {
   return r.status === 0;
 }
 const hasCmake = spawnSync('cmake', ['--version']).status === 0;
-const cmakeJs = path.join(root, 'node_modules', 'cmake-js', 'bin', 'cmake-js');
-if (hasCmake && existsSync(cmakeJs)) {
+// cmake-js is a dependency, but where it lands depends on the installer: in
+// a checkout it is node_modules/cmake-js, in a project that depends on us npm
+// usually hoists it next to us. Resolve it the way Node would.
+function resolveCmakeJs() {
+  try {
+    const req = createRequire(path.join(root, 'package.json'));
+    return path.join(path.dirname(req.resolve('cmake-js/package.json')), 'bin', 'cmake-js');
+  } catch {
+    return null;
+  }
+}
+const cmakeJs = resolveCmakeJs();
+if (hasCmake && !cmakeJs) console.error('bayeslora: cmake-js not found (a dependency); trying node-gyp (CPU only)');
+if (hasCmake && cmakeJs && existsSync(cmakeJs)) {
   if (run(process.execPath, [cmakeJs, 'compile', '--CDCMAKE_BUILD_TYPE=Release'])) process.exit(0);
   console.error('bayeslora: cmake-js build failed, trying node-gyp (CPU only)');
 }

@@ -3,12 +3,13 @@
 // BAYESLORA_CUDA=OFF) and copies the binary. `npm run prebuilds`.
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, copyFileSync, existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const out = path.join(root, 'prebuilds', `${process.platform}-${process.arch}`);
-const cmakeJs = path.join(root, 'node_modules', 'cmake-js', 'bin', 'cmake-js');
+const cmakeJs = path.join(path.dirname(createRequire(path.join(root, 'package.json')).resolve('cmake-js/package.json')), 'bin', 'cmake-js');
 const r = spawnSync(process.execPath, [cmakeJs, 'compile', '--CDCMAKE_BUILD_TYPE=Release', '-O', 'build-prebuild'], {
   cwd: root,
   stdio: 'inherit',
