@@ -42,6 +42,31 @@ export async function loadTask(tok: Tokenizer, file: string, s: EncodeSettings, 
   };
 }
 
+// File names that say which split a file is, not which task: the built-in
+// layout is data/<task>/{train,train-small,validation,test}.jsonl.
+const SPLIT_NAME = /^(train|training|valid|validation|val|dev|test|testing|eval)([-_.].*)?$/i;
+
+/**
+ * Report names for evaluation files, one per file and all distinct: the
+ * parent folder for a split-named file (data/wn-category/test.jsonl ->
+ * wn-category), else the file's own name without `.jsonl`
+ * (tasks/foldoc.jsonl -> foldoc); a name met before gets `-2`, `-3`, ...
+ * Rows, tables and chart files are keyed by these names, so two sets must
+ * never share one.
+ */
+export function taskNames(files: readonly string[]): string[] {
+  const used = new Set<string>();
+  return files.map((file) => {
+    const base = path.basename(file).replace(/\.jsonl$/i, '');
+    const dir = path.basename(path.dirname(path.resolve(file)));
+    const want = SPLIT_NAME.test(base) && dir ? dir : base;
+    let name = want;
+    for (let k = 2; used.has(name); k++) name = `${want}-${k}`;
+    used.add(name);
+    return name;
+  });
+}
+
 /** Fixed-order evaluation batches (no shuffling). */
 export function evalBatches(t: TaskData, tok: Tokenizer, batchSize: number, maxLength: number): McBatch[] {
   const out: McBatch[] = [];

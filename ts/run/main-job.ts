@@ -27,7 +27,7 @@ import { Tokenizer } from '../tokenizer.ts';
 import { train } from '../train.ts';
 import { Laplace, type LaplaceFitOptions } from '../laplace/laplace.ts';
 import { softmaxRows, fitTemperature, computeMetrics, reliabilityBins } from '../eval/metrics.ts';
-import { loadTask, evalBatches, trainBatches, collateOptions, type TaskData } from './datasets.ts';
+import { loadTask, evalBatches, trainBatches, collateOptions, taskNames, type TaskData } from './datasets.ts';
 import { aggregate, averageProbs, seedRow, type SeedRow, type Split } from './aggregate.ts';
 import type { McBatch } from '../data/batch.ts';
 import type { AnswerFormat } from '../data/format.ts';
@@ -172,11 +172,12 @@ export async function runMainJob(o: RunOptions): Promise<RunReport> {
   const tok = await Tokenizer.fromFile(path.join(o.model, 'tokenizer.json'));
   const enc = { format: o.format, maxLength: o.maxLength };
   const trainSet = await loadTask(tok, o.train, { ...enc, limit: o.limits?.train });
-  const testSet = await loadTask(tok, o.test, { ...enc, limit: o.limits?.test });
+  const evalNames = taskNames([o.test, ...o.shift]);
+  const testSet = await loadTask(tok, o.test, { ...enc, limit: o.limits?.test }, evalNames[0]);
   const valSet = await loadTask(tok, o.validation, { ...enc, limit: o.limits?.validation });
   const answerTokens = new Set(trainSet.encoded.flatMap((e) => e.rows)).size;
   const nKfac = o.nKfac === 'auto' ? Math.max(10, answerTokens) : o.nKfac;
-  const shiftSets = await Promise.all(o.shift.map((f) => loadTask(tok, f, { ...enc, limit: o.limits?.shift })));
+  const shiftSets = await Promise.all(o.shift.map((f, i) => loadTask(tok, f, { ...enc, limit: o.limits?.shift }, evalNames[i + 1])));
   const EB = 32;
   const evalSets: EvalSet[] = [
     { split: 'test', task: testSet, batches: evalBatches(testSet, tok, EB, o.maxLength) },
