@@ -8,6 +8,7 @@
 #   2. the GPU parity suite, node --test test/gpu/*.test.mjs (every op and the
 #      whole model, cuda vs cpu), with BAYESLORA_REQUIRE_CUDA=1,
 #   3. the 7B benchmark script end to end on a tiny shape (--device cuda),
+#   4. the main job (bayeslora run) on a tiny model, cuda against cpu,
 # and writes .tmp/cuda-emu.json {passed, failed, ...}; exit 0 only if all passed.
 # This checks kernel logic, launch configurations, the backend's host code and
 # its cuBLAS calls; it says nothing about speed, and a GPU's memory model and
@@ -92,6 +93,11 @@ if node test/gpu/bench7b.mjs --device cuda --layers 2 --hidden 64 --ffn 128 --he
 else
   record bench7b_smoke fail
 fi
+
+# 4. The main job end to end, --device cuda against --device cpu (tiny random
+# model, small task slices): every report row must agree.
+if node --import tsx test/gpu/main-job-e2e.mts >> "$LOG" 2>&1; then record main_job_e2e ok; else record main_job_e2e fail; fi
+grep '^main-job-e2e:' "$LOG" | tail -1 || true
 
 if grep -q 'ERROR: AddressSanitizer' "$LOG"; then
   echo "cuda-emu: AddressSanitizer reported errors (see $LOG)"
