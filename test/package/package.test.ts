@@ -77,6 +77,16 @@ describe('published package', () => {
     }
   }, 120_000);
 
+  // Node 20.19+ and 22.12+ load ES modules with require() (no top-level
+  // await in our module graph), so CommonJS projects can use the package too.
+  const [maj, min] = process.versions.node.split('.').map(Number);
+  const requireEsm = (maj === 20 && min >= 19) || (maj === 22 && min >= 12) || maj >= 23;
+  it.skipIf(!requireEsm)('CommonJS require() of the package works (Node 20.19+ / 22.12+)', () => {
+    const r = run(['-e', "const b = require('bayeslora'); if (typeof b.Model !== 'function' || typeof b.Laplace !== 'function') process.exit(3); console.log(Object.keys(b).length)"]);
+    expect(r.status, r.stderr).toBe(0);
+    expect(Number(r.stdout.trim())).toBe(Object.keys(src).length);
+  });
+
   it('TypeScript resolves the published declarations (a consumer file type-checks; a type error is caught)', () => {
     const dir = path.join(root, '.tmp', 'package-types');
     mkdirSync(dir, { recursive: true });
