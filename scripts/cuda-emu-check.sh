@@ -8,6 +8,7 @@
 #   2. the GPU parity suite, node --test test/gpu/*.test.mjs (every op and the
 #      whole model, cuda vs cpu), with BAYESLORA_REQUIRE_CUDA=1,
 #   3. the 7B benchmark script end to end on a tiny shape (--device cuda),
+#      and the cuda/dev kernel harnesses' checks (odd and 7B shapes),
 #   4. the main job (bayeslora run) on a tiny model, cuda against cpu,
 # and writes .tmp/cuda-emu.json {passed, failed, ...}; exit 0 only if all passed.
 # This checks kernel logic, launch configurations, the backend's host code and
@@ -93,6 +94,16 @@ if node test/gpu/bench7b.mjs --device cuda --layers 2 --hidden 64 --ffn 128 --he
 else
   record bench7b_smoke fail
 fi
+
+# 3b. The cuda/dev kernel harnesses (CPU reference and checker per kernel, at
+# odd and LLaMA2-7B shapes), checks only (BL_DEV_CHECK_ONLY=1: no timing).
+for h in errors_dev rmsnorm_dev attention_dev pointwise_dev lora_dev lora_gemm_dev; do
+  if [ -x "$BUILD/Release/${h}_emu" ] && BL_DEV_CHECK_ONLY=1 "$BUILD/Release/${h}_emu" >> "$LOG" 2>&1; then
+    record "$h" ok
+  else
+    record "$h" fail
+  fi
+done
 
 # 4. The main job end to end, --device cuda against --device cpu (tiny random
 # model, small task slices): every report row must agree.

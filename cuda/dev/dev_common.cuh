@@ -80,6 +80,47 @@ bool check(const char* what, const std::vector<G>& got, const std::vector<R>& re
   return ok;
 }
 
+// Passes when |got[i] - ref[i]| <= bound[i] everywhere: for results whose
+// honest error bound depends on the summed terms rather than on the result
+// (a sum that cancels, n atomic adds in any order), as computed by the caller.
+template <class G, class R>
+bool check_bound(const char* what, const std::vector<G>& got, const std::vector<R>& ref,
+                 const std::vector<double>& bound) {
+  if (got.size() != ref.size() || got.size() != bound.size()) {
+    std::printf("  FAIL %-34s size %zu vs %zu (bounds %zu)\n", what, got.size(), ref.size(), bound.size());
+    ++g_failures;
+    return false;
+  }
+  double worst = 0, worst_abs = 0;
+  size_t at = 0;
+  bool ok = true;
+  for (size_t i = 0; i < got.size(); ++i) {
+    const double err = std::fabs(double(got[i]) - double(ref[i]));
+    if (!(err <= bound[i])) ok = false;  // NaN fails too
+    const double ratio = bound[i] > 0 ? err / bound[i] : (err > 0 ? INFINITY : 0.0);
+    if (!(ratio <= worst)) {
+      worst = ratio;
+      worst_abs = err;
+      at = i;
+    }
+  }
+  std::printf("  %s %-34s max err %.3g at %zu (%.3g of its bound)\n", ok ? "ok  " : "FAIL", what, worst_abs, at, worst);
+  if (!ok) ++g_failures;
+  return ok;
+}
+
+// float32 unit roundoff, for the bounds above.
+constexpr double kU32 = 0x1p-24;
+
+// BL_DEV_CHECK_ONLY=1: run every check, skip every timing (time_ms returns
+// NaN without calling fn, result() prints nothing, mains skip their bench
+// calls). How scripts/cuda-emu-check.sh runs the harnesses on the CPU
+// emulator, where timings mean nothing and the timing loops take minutes.
+inline bool check_only() {
+  const char* e = std::getenv("BL_DEV_CHECK_ONLY");
+  return e && *e && std::string(e) != "0";
+}
+
 // Mean milliseconds per call of fn over `iters` after `warmup` calls (CUDA
 // events). The events go on `stream`, which must be the stream fn enqueues on:
 // CudaBackend's stream is created cudaStreamNonBlocking, so events on the
@@ -87,6 +128,7 @@ bool check(const char* what, const std::vector<G>& got, const std::vector<R>& re
 // host-side enqueue.
 template <class F>
 double time_ms(F&& fn, int warmup = 3, int iters = 20, cudaStream_t stream = 0) {
+  if (check_only()) return std::nan("");
   for (int i = 0; i < warmup; ++i) fn();
   cudaEvent_t a, b;
   DEV_CUDA(cudaEventCreate(&a));
@@ -103,6 +145,7 @@ double time_ms(F&& fn, int warmup = 3, int iters = 20, cudaStream_t stream = 0) 
 }
 
 inline void result(const char* harness, const std::string& name, double ms, const char* unit, double rate) {
+  if (check_only()) return;
   std::printf("  %-44s %9.3f ms  %9.2f %s\n", name.c_str(), ms, rate, unit);
   std::printf("RESULT {\"harness\":\"%s\",\"name\":\"%s\",\"ms\":%.6f,\"%s\":%.4f}\n", harness, name.c_str(), ms,
               unit, rate);

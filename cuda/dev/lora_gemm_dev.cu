@@ -423,7 +423,7 @@ int main() {
     check_gemm(*be);
     check_kfac(*be);
     check_small_ops(*be);
-    bench_lora(*be, 8192, 4096, 16);
+    if (!dev::check_only()) bench_lora(*be, 8192, 4096, 16);
   } catch (const bl::Error& e) {
     std::printf("error: [%s] %s\n", e.code().c_str(), e.what());
     return 2;
