@@ -51,9 +51,10 @@ std::vector<T> from_gpu(const T* d, size_t n) {
   return h;
 }
 
-// Passes when |got - ref| <= atol + rtol * |ref| everywhere; prints the worst element.
-template <class G, class R>
-bool check(const char* what, const std::vector<G>& got, const std::vector<R>& ref, double atol, double rtol) {
+// Passes when |got[i] - ref[i]| <= limit(i, ref[i]) everywhere; prints the
+// worst element relative to its limit. NaN fails.
+template <class G, class R, class L>
+bool check_with(const char* what, const std::vector<G>& got, const std::vector<R>& ref, L&& limit) {
   if (got.size() != ref.size()) {
     std::printf("  FAIL %-34s size %zu vs %zu\n", what, got.size(), ref.size());
     ++g_failures;
@@ -63,11 +64,9 @@ bool check(const char* what, const std::vector<G>& got, const std::vector<R>& re
   size_t at = 0;
   bool ok = true;
   for (size_t i = 0; i < got.size(); ++i) {
-    const double g = double(got[i]), r = double(ref[i]);
-    const double err = std::fabs(g - r);
-    const double lim = atol + rtol * std::fabs(r);
-    if (!(err <= lim)) ok = false;  // NaN fails too
-    const double ratio = err / lim;
+    const double r = double(ref[i]), err = std::fabs(double(got[i]) - r), lim = limit(i, r);
+    if (!(err <= lim)) ok = false;
+    const double ratio = lim > 0 ? err / lim : (err > 0 ? INFINITY : 0.0);
     if (!(ratio <= worst)) {
       worst = ratio;
       worst_abs = err;
@@ -80,33 +79,24 @@ bool check(const char* what, const std::vector<G>& got, const std::vector<R>& re
   return ok;
 }
 
-// Passes when |got[i] - ref[i]| <= bound[i] everywhere: for results whose
-// honest error bound depends on the summed terms rather than on the result
-// (a sum that cancels, n atomic adds in any order), as computed by the caller.
+// Tolerance atol + rtol * |ref|.
+template <class G, class R>
+bool check(const char* what, const std::vector<G>& got, const std::vector<R>& ref, double atol, double rtol) {
+  return check_with(what, got, ref, [&](size_t, double r) { return atol + rtol * std::fabs(r); });
+}
+
+// Tolerance bound[i], computed by the caller: for results whose honest error
+// bound depends on the summed terms rather than on the result (a sum that
+// cancels, n atomic adds in any order).
 template <class G, class R>
 bool check_bound(const char* what, const std::vector<G>& got, const std::vector<R>& ref,
                  const std::vector<double>& bound) {
-  if (got.size() != ref.size() || got.size() != bound.size()) {
-    std::printf("  FAIL %-34s size %zu vs %zu (bounds %zu)\n", what, got.size(), ref.size(), bound.size());
+  if (bound.size() != ref.size()) {
+    std::printf("  FAIL %-34s %zu bounds for %zu values\n", what, bound.size(), ref.size());
     ++g_failures;
     return false;
   }
-  double worst = 0, worst_abs = 0;
-  size_t at = 0;
-  bool ok = true;
-  for (size_t i = 0; i < got.size(); ++i) {
-    const double err = std::fabs(double(got[i]) - double(ref[i]));
-    if (!(err <= bound[i])) ok = false;  // NaN fails too
-    const double ratio = bound[i] > 0 ? err / bound[i] : (err > 0 ? INFINITY : 0.0);
-    if (!(ratio <= worst)) {
-      worst = ratio;
-      worst_abs = err;
-      at = i;
-    }
-  }
-  std::printf("  %s %-34s max err %.3g at %zu (%.3g of its bound)\n", ok ? "ok  " : "FAIL", what, worst_abs, at, worst);
-  if (!ok) ++g_failures;
-  return ok;
+  return check_with(what, got, ref, [&](size_t i, double) { return bound[i]; });
 }
 
 // float32 unit roundoff, for the bounds above.
