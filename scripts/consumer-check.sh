@@ -4,9 +4,10 @@
 # registry; the install hook builds the addon with cmake-js, CUDA included
 # when nvcc is present, as it would for a user), then plain Node imports
 # 'bayeslora', runs a forward pass of the built-in model, checks a typed
-# error, and runs `npx bayeslora info`. About 3-4 minutes on 2 cores (the
-# native build). Usage: bash scripts/consumer-check.sh [DIR] (default: a
-# temporary directory, removed afterwards).
+# error, runs `npx bayeslora info` and `npx bayeslora run --quick`. About 4
+# minutes on 2 cores (the native build, then the quick main job).
+# Usage: bash scripts/consumer-check.sh [DIR] (default: a temporary
+# directory, removed afterwards).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 dir="${1:-$(mktemp -d)}"
@@ -37,4 +38,7 @@ console.log(`consumer-check: import ok (addon ${i.addon ?? ''}), forward ok, mis
 JS
 node check.mjs
 npx --no-install bayeslora info | head -3
+# The main job from the installed package (its built-in model, tasks, charts).
+npx --no-install bayeslora run --quick --out "$dir/run" > run.log 2>&1 || { tail -20 run.log; exit 1; }
+node -e 'const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")); if (!r.rows.some((x) => x.method === "LA")) process.exit(1); console.log(`consumer-check: bayeslora run --quick ok (${r.rows.length} report rows)`)' "$dir/run/report.json"
 echo "consumer-check: passed"
