@@ -4,7 +4,8 @@
 // a tiny random LLaMA with the built-in tokenizer and small slices of the
 // built-in tasks, once with --device cpu and once with --device cuda; every
 // report row (task, split, step, method) must agree: accuracy exactly, ECE,
-// NLL and Brier within 1e-4. Run by scripts/cuda-emu-check.sh on the
+// NLL and Brier within 1e-4, and every fitted marglik prior precision within
+// 1e-4 relative. Run by scripts/cuda-emu-check.sh on the
 // emulated device (30 s, about 2 minutes under ASan; the parity suite covers ops and single
 // model calls, this covers what the job does with them: checkpoints,
 // dropout passes, posterior fits and predictives over many batches, device
@@ -36,7 +37,8 @@ slice('wn-category/validation.jsonl', 'validation.jsonl', 8);
 slice('foldoc-word/test.jsonl', 'foldoc.jsonl', 8);
 
 type Row = { task: string; split: string; step: number; method: string; acc: number; ece: number; nll: number; brier: number };
-function run(device: string): Row[] {
+type Prior = { seed: number; step: number; method: string; delta: number[] };
+function run(device: string): { rows: Row[]; priors: Prior[] } {
   const out = path.join(dir, `run-${device}`);
   rmSync(out, { recursive: true, force: true });
   const args = [path.join(root, 'bin/bayeslora.mjs'), 'run', '--quick', '--epochs', '2', '--device', device,
@@ -51,11 +53,13 @@ function run(device: string): Row[] {
   const report = JSON.parse(readFileSync(path.join(out, 'report.json'), 'utf8'));
   if (report.config.backend !== device) throw new Error(`report says backend ${report.config.backend}, asked for ${device}`);
   console.log(`main-job-e2e: --device ${device}: ${report.rows.length} rows in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
-  return report.rows;
+  return { rows: report.rows, priors: report.priors };
 }
 
-const cpu = run('cpu');
-const cuda = run('cuda');
+const cpuRun = run('cpu');
+const cudaRun = run('cuda');
+const cpu = cpuRun.rows;
+const cuda = cudaRun.rows;
 const key = (r: Row) => `${r.task}/${r.split}/${r.step}/${r.method}`;
 const byKey = new Map(cuda.map((r) => [key(r), r]));
 const problems: string[] = [];
@@ -76,9 +80,30 @@ for (const a of cpu) {
     if (!(d <= 1e-4)) problems.push(`${key(a)}: ${k} cpu ${a[k]} cuda ${b[k]}`);
   }
 }
+// The marglik prior precisions of every posterior fit (LA, LLLA at each
+// checkpoint): the fit's whole curvature and evidence path in one number each.
+const pkey = (p: Prior) => `${p.seed}/${p.step}/${p.method}`;
+const cudaPriors = new Map(cudaRun.priors.map((p) => [pkey(p), p.delta]));
+if (!cpuRun.priors.length) problems.push('no prior precisions in the report');
+let worstPrior = 0;
+for (const p of cpuRun.priors) {
+  const d = cudaPriors.get(pkey(p));
+  if (!d || d.length !== p.delta.length) {
+    problems.push(`prior ${pkey(p)}: missing or a different count on cuda`);
+    continue;
+  }
+  for (let i = 0; i < d.length; i++) {
+    const rel = Math.abs(d[i] - p.delta[i]) / Math.abs(p.delta[i]);
+    worstPrior = Math.max(worstPrior, rel);
+    if (!(rel <= 1e-4)) problems.push(`prior ${pkey(p)}[${i}]: cpu ${p.delta[i]} cuda ${d[i]}`);
+  }
+}
 if (keepAt < 0) rmSync(dir, { recursive: true, force: true });
 if (problems.length) {
   console.error(`main-job-e2e: FAILED\n  ${problems.slice(0, 20).join('\n  ')}`);
   process.exit(1);
 }
-console.log(`main-job-e2e: ${cpu.length} rows agree (largest ECE/NLL/Brier difference ${worst.toExponential(2)}, accuracy identical)`);
+console.log(
+  `main-job-e2e: ${cpu.length} rows agree (largest ECE/NLL/Brier difference ${worst.toExponential(2)}, accuracy identical); ` +
+    `${cpuRun.priors.length} marglik priors agree (largest relative difference ${worstPrior.toExponential(2)})`,
+);
