@@ -1,5 +1,6 @@
-// npm "prepare"/"prepack" hook and `npm run build:ts`: compiles ts/ to dist/
-// with the TypeScript compiler (tsconfig.build.json). TypeScript is a dev
+// npm's "prepare" hook (install in a checkout, pack, publish) and
+// `npm run build:ts`: compiles ts/ to dist/ with the TypeScript compiler
+// (tsconfig.build.json). TypeScript is a dev
 // dependency; where it is absent (a production-only install of a checkout)
 // this says so and leaves dist/ as it is, instead of failing the install:
 // the CLI (tsx) does not need dist/, only `import 'bayeslora'` from plain Node.

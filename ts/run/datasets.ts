@@ -33,7 +33,7 @@ export async function loadTask(tok: Tokenizer, file: string, s: EncodeSettings, 
     if (e.rows.length !== C) throw invalid(`${file}: every example must have the same number of choices (${C})`);
   }
   return {
-    name: name ?? path.basename(path.dirname(file)),
+    name: name ?? taskNames([file])[0],
     file,
     examples,
     encoded,
