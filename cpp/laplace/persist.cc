@@ -4,7 +4,9 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <map>
+#include <system_error>
 
 #include "core/error.h"
 #include "io/json.h"
@@ -125,6 +127,13 @@ void save_laplace(const std::string& path, KfacAccumulator& acc, const std::vect
       {"adapter", adapter_id},
       {"layers", json::dump(layers)},
   };
+  // Like the adapter and model savers, create the folder the file goes in.
+  const std::filesystem::path parent = std::filesystem::path(path).parent_path();
+  if (!parent.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(parent, ec);
+    BL_CHECK(!ec, code::kIo, path, ": cannot create directory '", parent.string(), "': ", ec.message());
+  }
   write_safetensors(path, ts, md);
 }
 

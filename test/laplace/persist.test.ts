@@ -101,6 +101,20 @@ describe('posterior persistence', () => {
     acc.dispose();
   });
 
+  it('creates the folder it saves into, and says so when it cannot', async () => {
+    const acc = await filled(5);
+    const nested = path.join(dir, 'new', 'deeper', 'post.safetensors');
+    await saveLaplace(nested, acc, null, { adapterId: 'n' });
+    const back = await loadLaplace(nested);
+    expect(back.adapterId).toBe('n');
+    back.accumulator.dispose();
+    back.posterior.dispose();
+    const aFile = path.join(dir, 'plain-file');
+    writeFileSync(aFile, 'x');
+    await expectCode(() => saveLaplace(path.join(aFile, 'sub', 'post.safetensors'), acc, null), 'IO_ERROR', /cannot create directory/);
+    acc.dispose();
+  });
+
   it('rejects missing, foreign and damaged files with typed errors', async () => {
     await expectCode(() => loadLaplace(path.join(dir, 'nope.safetensors')), 'IO_ERROR');
     const junk = path.join(dir, 'junk.safetensors');
