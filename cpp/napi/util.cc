@@ -156,7 +156,25 @@ class PromiseWorker : public Napi::AsyncWorker {
       msg_ = e.what();
     }
   }
+  // When the environment is being torn down (worker.terminate() while this
+  // ran), the promise can no longer be settled: N-API calls fail and throw
+  // Napi::Error. Nobody is left to tell, and an exception escaping the
+  // completion callback would abort the process, so the result is dropped.
   void OnOK() override {
+    try {
+      settle();
+    } catch (const Napi::Error&) {
+    }
+  }
+  void OnError(const Napi::Error& e) override {
+    try {
+      deferred_.Reject(e.Value());
+    } catch (const Napi::Error&) {
+    }
+  }
+
+ private:
+  void settle() {
     Napi::Env env = Env();
     if (!code_.empty()) {
       deferred_.Reject(make_error(env, code_, msg_).Value());
@@ -172,9 +190,7 @@ class PromiseWorker : public Napi::AsyncWorker {
       deferred_.Reject(make_error(env, code::kInternal, e.what()).Value());
     }
   }
-  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
 
- private:
   Napi::Promise::Deferred deferred_;
   Work work_;
   Done done_;

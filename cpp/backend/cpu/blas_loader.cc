@@ -41,6 +41,15 @@ struct Loaded {
   GetThreadsFn get_threads = nullptr;
   std::atomic<int> threads_set{0};  // last count given to set_threads
   std::mutex threads_mu;
+  // One caller inside the library at a time. OpenBLAS's thread server hands
+  // every threaded call to the same few worker threads; 0.3.21 serialises
+  // level-3 calls only per compiled variant (a static lock in each of
+  // sgemm_nn, sgemm_nt, dgemm_nn, ...), and LAPACK and level-2 calls not at
+  // all. With several callers (two models, or worker_threads) a run hung once
+  // with the calling thread spinning in the GEMM driver while the worker it
+  // waited for slept. The library uses every core for each call anyway, so
+  // serialising loses little and keeps its threading single-client.
+  std::mutex call_mu;
 };
 
 Loaded& state() {
@@ -161,6 +170,7 @@ bool blas_sgemm(bool ta, bool tb, int M, int N, int K, float alpha, const float*
                 const float* B, int ldb, float beta, float* C, int ldc) {
   Loaded& s = loaded();
   if (!s.sgemm) return false;
+  std::lock_guard<std::mutex> one(s.call_mu);
   sync_threads(s);
   s.sgemm(kCblasRowMajor, ta ? kCblasTrans : kCblasNoTrans, tb ? kCblasTrans : kCblasNoTrans, M,
           N, K, alpha, A, lda, B, ldb, beta, C, ldc);
@@ -171,6 +181,7 @@ bool blas_dgemm(bool ta, bool tb, int M, int N, int K, double alpha, const doubl
                 const double* B, int ldb, double beta, double* C, int ldc) {
   Loaded& s = loaded();
   if (!s.dgemm) return false;
+  std::lock_guard<std::mutex> one(s.call_mu);
   sync_threads(s);
   s.dgemm(kCblasRowMajor, ta ? kCblasTrans : kCblasNoTrans, tb ? kCblasTrans : kCblasNoTrans, M,
           N, K, alpha, A, lda, B, ldb, beta, C, ldc);
@@ -180,6 +191,7 @@ bool blas_dgemm(bool ta, bool tb, int M, int N, int K, double alpha, const doubl
 bool lapack_dsyevd(int n, double* A, double* w, int* info) {
   Loaded& s = loaded();
   if (!s.dsyevd) return false;
+  std::lock_guard<std::mutex> one(s.call_mu);
   sync_threads(s);
   const char jobz = 'V', uplo = 'L';
   // Workspace query first, then the real call.
