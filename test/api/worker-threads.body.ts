@@ -13,7 +13,7 @@ const b = wtBatch(model.info().config.vocabSize);
 parentPort!.postMessage({ started: true });
 const losses: number[] = [];
 for (let i = 0; i < steps; i++) {
-  if (mode === 'train') losses.push((await model.trainStep(b, { lr: 1e-3 })).loss);
+  if (mode === 'train') losses.push((await model.trainStep(b, { lr: 1e-3 })).loss ?? NaN);
   else if (mode === 'fit') (await Laplace.fit(model, [b, b], { fisher: 'exact', nKfac: 8 })).dispose();
   else {
     const la = await Laplace.fit(model, [b], { fisher: 'sampled', nKfac: 8 });

@@ -45,7 +45,7 @@ try {
   model.addLora({ r: 4, alpha: 8, dropout: 0, targetModules: ['q_proj', 'v_proj', 'lm_head'], seed: 3 });
   const b = wtBatch(model.info().config.vocabSize);
   const main: number[] = [];
-  for (let i = 0; i < STEPS; i++) main.push((await model.trainStep(b, { lr: 1e-3 })).loss);
+  for (let i = 0; i < STEPS; i++) main.push((await model.trainStep(b, { lr: 1e-3 })).loss ?? NaN);
   const inWorkers = await Promise.all(ws.map((x) => x.result));
   out.concurrent = { main, workers: inWorkers };
 
