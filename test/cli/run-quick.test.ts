@@ -8,6 +8,7 @@ import path from 'node:path';
 import { run } from '../../ts/cli/run.ts';
 import { BayesLoraError } from '../../ts/errors.ts';
 import { info } from '../../ts/info.ts';
+import { runMainJob, type RunOptions } from '../../ts/run/main-job.ts';
 
 describe('bayeslora run --quick', () => {
   it('fine-tunes, fits Laplace and writes the report', async () => {
@@ -46,6 +47,72 @@ describe('bayeslora run --quick', () => {
     }
   }, 600_000);
 
+  it('bad flags are INVALID_ARGUMENT naming the flag, before anything is read or written', async () => {
+    const out = path.join(mkdtempSync(path.join(os.tmpdir(), 'bayeslora-run-')), 'out');
+    const bad: [string[], RegExp][] = [
+      [['--seeds', '0'], /--seeds must be an integer in \[1, 1000\], got '0'/],
+      [['--epochs', 'abc'], /--epochs must be an integer/],
+      [['--r', '-3'], /--r.*ambiguous/],
+      [['--r=-3'], /--r must be an integer/],
+      [['--lr', '0'], /--lr must be a finite number > 0/],
+      [['--dropout', '1'], /--dropout must be a number in \[0, 1\)/],
+      [['--batch', '2.5'], /--batch must be an integer/],
+      [['--format', 'essay'], /--format must be one of choice\|letter/],
+      [['--targets', ','], /--targets must name at least one module/],
+      [['--bogus'], /Unknown option '--bogus'/],
+      [['stray'], /unexpected argument 'stray'/],
+      [['--n-kfac', '0'], /--n-kfac must be 'auto' or an integer/],
+    ];
+    for (const [args, msg] of bad) {
+      let err: unknown;
+      try {
+        await run([...args, '--out', out]);
+      } catch (e) {
+        err = e;
+      }
+      expect(err, args.join(' ')).toBeInstanceOf(BayesLoraError);
+      expect((err as BayesLoraError).code).toBe('INVALID_ARGUMENT');
+      expect((err as Error).message, args.join(' ')).toMatch(msg);
+      expect(existsSync(out), args.join(' ')).toBe(false);
+    }
+    rmSync(path.dirname(out), { recursive: true, force: true });
+  });
+
+  it('runMainJob (the API) checks its options the same way', async () => {
+    const out = path.join(mkdtempSync(path.join(os.tmpdir(), 'bayeslora-run-')), 'out');
+    const ok: RunOptions = {
+      model: 'models/wordnet-tiny', train: 'a.jsonl', test: 'b.jsonl', validation: 'c.jsonl', shift: [], out,
+      seeds: 1, ensembleMembers: 0, format: 'choice', maxLength: 96,
+      lora: { r: 8, alpha: 16, dropout: 0.1, targetModules: ['q_proj'] },
+      lr: 1e-3, epochs: 1, batchSize: 8, checkpoints: 1, mcdPasses: 2, laSamples: 100, nKfac: 'auto', extras: false,
+      log: () => {},
+    };
+    const bad: [Partial<RunOptions>, RegExp][] = [
+      [{ seeds: 0 }, /options\.seeds must be an integer >= 1, got 0/],
+      [{ epochs: Number.NaN }, /options\.epochs/],
+      [{ lr: -1 }, /options\.lr/],
+      [{ lora: { ...ok.lora, dropout: 1 } }, /options\.lora\.dropout/],
+      [{ lora: { ...ok.lora, targetModules: [] } }, /options\.lora\.targetModules/],
+      [{ nKfac: 0 }, /options\.nKfac/],
+      [{ format: 'essay' as 'choice' }, /options\.format/],
+      [{ shift: [''] }, /options\.shift/],
+      [{ limits: { train: 0 } }, /options\.limits\.train/],
+      [{ backend: 'tpu' as 'cpu' }, /options\.backend/],
+    ];
+    for (const [patch, msg] of bad) {
+      let err: unknown;
+      try {
+        await runMainJob({ ...ok, ...patch });
+      } catch (e) {
+        err = e;
+      }
+      expect((err as BayesLoraError)?.code, JSON.stringify(patch)).toBe('INVALID_ARGUMENT');
+      expect((err as Error).message).toMatch(msg);
+      expect(existsSync(out)).toBe(false);
+    }
+    rmSync(path.dirname(out), { recursive: true, force: true });
+  });
+
   it('--device: cpu or cuda; cuda without a usable device is a typed error before any training', async () => {
     const code = async (args: string[]) => {
       try {
@@ -58,7 +125,7 @@ describe('bayeslora run --quick', () => {
     };
     const [c1, m1] = await code(['--quick', '--device', 'tpu']);
     expect(c1).toBe('INVALID_ARGUMENT');
-    expect(m1).toMatch(/--device must be cpu or cuda/);
+    expect(m1).toMatch(/--device must be one of cpu\|cuda/);
     if (info().cudaUsable) return; // a CUDA (or emulated CUDA) build would run the job
     const out = mkdtempSync(path.join(os.tmpdir(), 'bayeslora-run-'));
     try {

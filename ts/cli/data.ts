@@ -1,8 +1,8 @@
 // `bayeslora data build|convert`: build the project's tasks from Debian's
 // dictionaries, or convert public QA datasets into our JSONL format.
 import path from 'node:path';
-import { parseArgs } from 'node:util';
 import { packageRoot } from '../native.ts';
+import { intArg, parseCli, strArg } from './args.ts';
 
 const HELP = `usage:
   bayeslora data build [--data DIR] [--model DIR] [--corpus FILE] [--vocab N] [--seed N]
@@ -14,23 +14,20 @@ const HELP = `usage:
 export async function run(args: string[]): Promise<number> {
   const [sub, ...rest] = args;
   if (sub === 'build') {
-    const { values } = parseArgs({
-      args: rest,
-      options: {
-        data: { type: 'string', default: path.join(packageRoot, 'data') },
-        model: { type: 'string', default: path.join(packageRoot, 'models', 'wordnet-tiny') },
-        corpus: { type: 'string', default: path.join(packageRoot, '.tmp', 'pretrain', 'corpus.txt') },
-        vocab: { type: 'string', default: '5000' },
-        seed: { type: 'string', default: '1234' },
-      },
+    const values = parseCli('data build', rest, {
+      data: { type: 'string', default: path.join(packageRoot, 'data') },
+      model: { type: 'string', default: path.join(packageRoot, 'models', 'wordnet-tiny') },
+      corpus: { type: 'string', default: path.join(packageRoot, '.tmp', 'pretrain', 'corpus.txt') },
+      vocab: { type: 'string' },
+      seed: { type: 'string' },
     });
     const { buildData } = await import('../datasets/build.ts');
     const summary = await buildData({
-      dataDir: values.data!,
-      modelDir: values.model!,
-      corpusFile: values.corpus!,
-      vocabSize: Number(values.vocab),
-      seed: Number(values.seed),
+      dataDir: strArg(values, 'data')!,
+      modelDir: strArg(values, 'model')!,
+      corpusFile: strArg(values, 'corpus')!,
+      vocabSize: intArg('data build', values, 'vocab', 5000, 16, 1 << 24),
+      seed: intArg('data build', values, 'seed', 1234, 0, 2 ** 32 - 1),
       log: (s) => process.stderr.write(`data build: ${s}\n`),
     });
     process.stdout.write(JSON.stringify(summary, null, 2) + '\n');

@@ -1,10 +1,12 @@
 // `bayeslora run` (what `npm start` calls): the main job on the built-in model
 // and task by default, or on any LLaMA-family checkpoint and JSONL task.
 import path from 'node:path';
-import { parseArgs } from 'node:util';
 import { packageRoot } from '../native.ts';
 import { invalid } from '../errors.ts';
 import { runMainJob, type RunOptions } from '../run/main-job.ts';
+import { choiceArg, intArg, numberArg, parseCli, positiveArg, strArg } from './args.ts';
+
+const CMD = 'run';
 
 const HELP = `usage: bayeslora run [options]
   --model DIR         LLaMA-family checkpoint with tokenizer.json (default: models/wordnet-tiny)
@@ -49,76 +51,74 @@ export async function run(args: string[]): Promise<number> {
     process.stdout.write(HELP);
     return 0;
   }
-  const { values } = parseArgs({
-    args,
-    options: {
-      model: { type: 'string', default: path.join(packageRoot, 'models', 'wordnet-tiny') },
-      task: { type: 'string', default: 'wn-category' },
-      train: { type: 'string' },
-      test: { type: 'string' },
-      validation: { type: 'string' },
-      shift: { type: 'string', multiple: true },
-      out: { type: 'string' },
-      device: { type: 'string', default: 'cpu' },
-      seeds: { type: 'string' },
-      format: { type: 'string', default: 'choice' },
-      epochs: { type: 'string' },
-      lr: { type: 'string', default: '2e-3' },
-      batch: { type: 'string', default: '16' },
-      checkpoints: { type: 'string' },
-      r: { type: 'string', default: '8' },
-      alpha: { type: 'string', default: '16' },
-      dropout: { type: 'string', default: '0.1' },
-      targets: { type: 'string', default: 'q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj,lm_head' },
-      'max-length': { type: 'string', default: '96' },
-      'n-kfac': { type: 'string', default: 'auto' },
-      'no-ensemble': { type: 'boolean', default: false },
-      quick: { type: 'boolean', default: false },
-      resume: { type: 'string' },
-    },
+  const values = parseCli(CMD, args, {
+    model: { type: 'string', default: path.join(packageRoot, 'models', 'wordnet-tiny') },
+    task: { type: 'string', default: 'wn-category' },
+    train: { type: 'string' },
+    test: { type: 'string' },
+    validation: { type: 'string' },
+    shift: { type: 'string', multiple: true },
+    out: { type: 'string' },
+    device: { type: 'string' },
+    seeds: { type: 'string' },
+    format: { type: 'string' },
+    epochs: { type: 'string' },
+    lr: { type: 'string' },
+    batch: { type: 'string' },
+    checkpoints: { type: 'string' },
+    r: { type: 'string' },
+    alpha: { type: 'string' },
+    dropout: { type: 'string' },
+    targets: { type: 'string', default: 'q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj,lm_head' },
+    'max-length': { type: 'string' },
+    'n-kfac': { type: 'string', default: 'auto' },
+    'no-ensemble': { type: 'boolean', default: false },
+    quick: { type: 'boolean', default: false },
+    resume: { type: 'string' },
   });
-  if (values.resume !== undefined) return resume(path.resolve(values.resume), args);
+  const resumeDir = strArg(values, 'resume');
+  if (resumeDir !== undefined) return resume(path.resolve(resumeDir), args);
   const data = (p: string) => path.join(packageRoot, 'data', p);
-  const custom = values.train !== undefined;
+  const train = strArg(values, 'train');
+  const custom = train !== undefined;
   if (custom && (!values.test || !values.validation)) throw invalid('with --train also give --test and --validation');
-  const quick = values.quick!;
-  const task = values.task!;
+  const quick = values.quick === true;
+  const task = strArg(values, 'task')!;
   if (!(task in SHIFTS)) throw invalid(`--task must be one of ${Object.keys(SHIFTS).join(', ')}, got ${task}`);
-  const device = values.device!;
-  if (device !== 'cpu' && device !== 'cuda') throw invalid(`--device must be cpu or cuda, got ${device}`);
-  const num = (v: string | undefined, d: number) => (v === undefined ? d : Number(v));
+  const device = choiceArg(CMD, values, 'device', ['cpu', 'cuda'] as const, 'cpu');
+  const shift = values.shift as string[] | undefined;
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
   const o: RunOptions = {
-    model: path.resolve(values.model!),
+    model: path.resolve(strArg(values, 'model')!),
     backend: device,
-    train: path.resolve(values.train ?? data(`${task}/train-small.jsonl`)),
-    test: path.resolve(values.test ?? data(`${task}/test.jsonl`)),
-    validation: path.resolve(values.validation ?? data(`${task}/validation.jsonl`)),
-    shift: (values.shift ?? (custom ? [] : SHIFTS[task].map((t) => data(`${t}/test.jsonl`)))).map((f) => path.resolve(f)),
-    out: path.resolve(values.out ?? path.join('runs', stamp)),
-    seeds: num(values.seeds, quick ? 1 : 2),
-    ensembleMembers: values['no-ensemble'] || quick ? 0 : 3,
-    format: values.format as 'choice' | 'letter',
-    maxLength: num(values['max-length'], 96),
+    train: path.resolve(train ?? data(`${task}/train-small.jsonl`)),
+    test: path.resolve(strArg(values, 'test') ?? data(`${task}/test.jsonl`)),
+    validation: path.resolve(strArg(values, 'validation') ?? data(`${task}/validation.jsonl`)),
+    shift: (shift ?? (custom ? [] : SHIFTS[task].map((t) => data(`${t}/test.jsonl`)))).map((f) => path.resolve(f)),
+    out: path.resolve(strArg(values, 'out') ?? path.join('runs', stamp)),
+    seeds: intArg(CMD, values, 'seeds', quick ? 1 : 2, 1, 1000),
+    ensembleMembers: values['no-ensemble'] === true || quick ? 0 : 3,
+    format: choiceArg(CMD, values, 'format', ['choice', 'letter'] as const, 'choice'),
+    maxLength: intArg(CMD, values, 'max-length', 96, 2, 1 << 20),
     lora: {
-      r: num(values.r, 8),
-      alpha: num(values.alpha, 16),
-      dropout: num(values.dropout, 0.1),
-      targetModules: values.targets!.split(',').map((s) => s.trim()).filter(Boolean),
+      r: intArg(CMD, values, 'r', 8, 1, 4096),
+      alpha: positiveArg(CMD, values, 'alpha') ?? 16,
+      dropout: numberArg(CMD, values, 'dropout', 0.1, (n) => n >= 0 && n < 1, 'in [0, 1)'),
+      targetModules: strArg(values, 'targets')!.split(',').map((s) => s.trim()).filter(Boolean),
     },
-    lr: num(values.lr, 2e-3),
-    epochs: num(values.epochs, quick ? 3 : 8),
-    batchSize: num(values.batch, 16),
-    checkpoints: num(values.checkpoints, 2),
+    lr: positiveArg(CMD, values, 'lr') ?? 2e-3,
+    epochs: intArg(CMD, values, 'epochs', quick ? 3 : 8, 1, 1_000_000),
+    batchSize: intArg(CMD, values, 'batch', 16, 1, 1 << 20),
+    checkpoints: intArg(CMD, values, 'checkpoints', 2, 1, 1000),
     mcdPasses: quick ? 3 : 10,
     laSamples: quick ? 1000 : 10000,
-    nKfac: nKfacArg(values['n-kfac']!),
+    nKfac: nKfacArg(strArg(values, 'n-kfac')!),
     extras: !quick,
     limits: quick ? { train: 256, test: 200, validation: 150, shift: 150 } : undefined,
     log: (s) => process.stderr.write(`run: ${s}\n`),
     progress: bar,
   };
-  if (o.format !== 'choice' && o.format !== 'letter') throw invalid(`--format must be choice or letter`);
+  if (o.lora.targetModules.length === 0) throw invalid('--targets must name at least one module');
   return finish(o);
 }
 

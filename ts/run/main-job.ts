@@ -32,6 +32,7 @@ import { aggregate, averageProbs, seedRow, type SeedRow, type Split } from './ag
 import type { McBatch } from '../data/batch.ts';
 import type { AnswerFormat } from '../data/format.ts';
 import { BayesLoraError } from '../errors.ts';
+import { checkRunOptions } from './check-options.ts';
 
 export interface RunOptions {
   model: string;
@@ -161,6 +162,7 @@ export interface RunReport {
 }
 
 export async function runMainJob(o: RunOptions): Promise<RunReport> {
+  checkRunOptions(o);
   const { log: _l0, progress: _p0, resume: _r0, ...runConfig } = o;
   const prog = o.resume ? readProgress<RunConfig, JobState>(o.out) : null;
   if (prog && JSON.stringify({ ...prog.config, out: o.out }) !== JSON.stringify({ ...runConfig, out: o.out }))
