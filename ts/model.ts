@@ -22,6 +22,15 @@ export interface LoadOptions {
    * 'bf16' with fullTraining is an INVALID_ARGUMENT error.
    */
   weightDtype?: 'bf16' | 'f32';
+  /**
+   * true (default): the checkpoint's safetensors files are memory-mapped, zero-copy (pages
+   * shared with other processes loading the same files). Overwriting or truncating a
+   * mapped file in place while the model lives (`cp`, a writer that truncates, such as
+   * Python's safetensors `save_file`) makes the OS kill the process with SIGBUS on the
+   * next read; replacing it atomically (write elsewhere, then rename) is safe.
+   * false: the files are read into private memory at load, and may change afterwards.
+   */
+  mmap?: boolean;
 }
 
 export interface ForwardResult {
@@ -167,6 +176,7 @@ export class Model {
     const addon: NativeAddon = loadNative();
     const nopts: Record<string, unknown> = { backend: opts.backend ?? 'cpu', fullTraining: opts.fullTraining ?? false };
     if (opts.weightDtype !== undefined) nopts.weightDtype = opts.weightDtype;
+    if (opts.mmap !== undefined) nopts.mmap = opts.mmap;
     const n = await nativeAsync(() => addon.Model.load(dir, nopts));
     return new Model(n as NativeModel);
   }

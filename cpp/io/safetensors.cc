@@ -105,11 +105,41 @@ Parsed parse_entry(const std::string& path, const std::string& name, const json:
 
 }  // namespace
 
+namespace {
+
+// The whole file read into a private anonymous mapping (read-only afterwards);
+// closes nothing. A file that shrinks while it is read is an error.
+void* read_private(int fd, const std::string& path, uint64_t size) {
+  void* a = ::mmap(nullptr, size_t(size), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (a == MAP_FAILED) {
+    ::close(fd);
+    fail(code::kOutOfMemory, path, ": cannot allocate ", size, " bytes to read the file");
+  }
+  auto* dst = static_cast<unsigned char*>(a);
+  uint64_t at = 0;
+  while (at < size) {
+    ssize_t n = ::pread(fd, dst + at, size_t(std::min<uint64_t>(size - at, uint64_t(1) << 30)), off_t(at));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      int err = n < 0 ? errno : 0;
+      ::munmap(a, size_t(size));
+      ::close(fd);
+      if (err) fail(code::kIo, path, ": read failed: ", std::strerror(err));
+      fail(code::kBadFile, path, ": file shrank to ", at, " bytes while it was read (", size, " expected)");
+    }
+    at += uint64_t(n);
+  }
+  ::mprotect(a, size_t(size), PROT_READ);
+  return a;
+}
+
+}  // namespace
+
 SafetensorsFile::~SafetensorsFile() {
   if (map_) ::munmap(map_, map_size_);
 }
 
-std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) {
+std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path, bool copy) {
   if (path.find('\0') != std::string::npos) fail(code::kInvalidArgument, "path contains a NUL byte");
   // O_NONBLOCK: opening a FIFO or device must not hang; non-regular files are rejected below.
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
@@ -129,7 +159,7 @@ std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
     ::close(fd);
     fail(code::kBadFile, path, ": file is ", size, " bytes, too small for a safetensors header");
   }
-  void* m = ::mmap(nullptr, size_t(size), PROT_READ, MAP_PRIVATE, fd, 0);
+  void* m = copy ? read_private(fd, path, size) : ::mmap(nullptr, size_t(size), PROT_READ, MAP_PRIVATE, fd, 0);
   int map_err = errno;
   ::close(fd);  // the mapping keeps the file alive
   if (m == MAP_FAILED) fail(code::kIo, path, ": mmap failed: ", std::strerror(map_err));
@@ -248,7 +278,7 @@ static void check_shard_name(const std::string& index_path, const std::string& s
   if (shard.find("..") != std::string::npos || shard == ".") bad("contains '..' or is '.'");
 }
 
-Checkpoint Checkpoint::open_dir(const std::string& dir) {
+Checkpoint Checkpoint::open_dir(const std::string& dir, bool copy) {
   if (dir.find('\0') != std::string::npos) fail(code::kInvalidArgument, "path contains a NUL byte");
   struct stat st;
   if (::stat(dir.c_str(), &st) != 0) fail(code::kIo, dir, ": cannot access checkpoint directory: ", std::strerror(errno));
@@ -258,7 +288,7 @@ Checkpoint Checkpoint::open_dir(const std::string& dir) {
   const std::string single = join_path(dir, "model.safetensors");
   const std::string index = join_path(dir, "model.safetensors.index.json");
   if (path_exists(single)) {
-    auto f = SafetensorsFile::open(single);
+    auto f = SafetensorsFile::open(single, copy);
     for (const auto& t : f->tensors()) c.by_name_[t.name] = &t;
     c.files_.push_back(std::move(f));
     return c;
@@ -285,7 +315,7 @@ Checkpoint Checkpoint::open_dir(const std::string& dir) {
     if (it == shards.end()) {
       std::shared_ptr<SafetensorsFile> f;
       try {
-        f = SafetensorsFile::open(join_path(dir, shard));
+        f = SafetensorsFile::open(join_path(dir, shard), copy);
       } catch (const Error& e) {
         throw Error(e.code(), index + ": shard " + shown(shard) + ": " + e.what());
       }

@@ -37,7 +37,12 @@ struct TensorEntry {
 class SafetensorsFile {
  public:
   // Maps and validates; throws bl::Error (IO_ERROR / BAD_FILE naming the path).
-  static std::shared_ptr<SafetensorsFile> open(const std::string& path);
+  // copy = false: a read-only mapping of the file (zero-copy; pages shared with
+  // other processes). Overwriting or truncating the file in place while it is
+  // mapped makes later reads fault (SIGBUS): the OS kills the process.
+  // copy = true: the file is read into private anonymous memory, so the file
+  // may change afterwards.
+  static std::shared_ptr<SafetensorsFile> open(const std::string& path, bool copy = false);
   ~SafetensorsFile();
 
   const std::string& path() const { return path_; }
@@ -61,7 +66,7 @@ class SafetensorsFile {
 // inside the directory, no path traversal).
 class Checkpoint {
  public:
-  static Checkpoint open_dir(const std::string& dir);
+  static Checkpoint open_dir(const std::string& dir, bool copy = false);  // copy: as SafetensorsFile::open
   const TensorEntry* find(const std::string& name) const;
   const TensorEntry& get(const std::string& name) const;
   std::vector<std::string> names() const;  // sorted

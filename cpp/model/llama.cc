@@ -36,7 +36,7 @@ const char* const kKindPrefix[kLayerModules] = {"self_attn", "self_attn", "self_
 std::unique_ptr<LlamaModel> LlamaModel::load(const std::string& dir, Backend& be,
                                              const LoadOptions& opt) {
   ModelConfig cfg = parse_model_config(dir + "/config.json");
-  Checkpoint ck = Checkpoint::open_dir(dir);
+  Checkpoint ck = Checkpoint::open_dir(dir, /*copy=*/!opt.mmap);
   return std::make_unique<LlamaModel>(cfg, std::move(ck), be, opt);
 }
 

@@ -39,6 +39,7 @@ namespace bl {
 struct LoadOptions {
   bool full_training = false;  // all weights trainable (owned f32 copies + gradients)
   WeightDtype weight_dtype = WeightDtype::kAuto;  // frozen linear weights' storage (weights.h)
+  bool mmap = true;  // map the checkpoint (zero-copy) or read it into private memory (io/safetensors.h)
 };
 
 // Result of a multiple-choice forward, copied to host.

@@ -387,6 +387,7 @@ Napi::Value ModelWrap::Load(const Napi::CallbackInfo& outer) {
     const std::string bname = opt_string(o, "backend", "cpu");
     LoadOptions lo;
     lo.full_training = opt_bool(o, "fullTraining", false);
+    lo.mmap = opt_bool(o, "mmap", true);
     const std::string wd = opt_string(o, "weightDtype", "auto");
     if (wd != "auto") lo.weight_dtype = parse_weight_dtype(wd);
     Backend& be = get_backend(bname);
