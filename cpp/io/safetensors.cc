@@ -103,12 +103,9 @@ Parsed parse_entry(const std::string& path, const std::string& name, const json:
   return p;
 }
 
-}  // namespace
-
-namespace {
-
-// The whole file read into a private anonymous mapping (read-only afterwards);
-// closes nothing. A file that shrinks while it is read is an error.
+// The whole file read into a private anonymous mapping (read-only afterwards),
+// for callers that must not depend on the file after opening it. On failure it
+// closes `fd` and throws; a file that shrinks while it is read is BAD_FILE.
 void* read_private(int fd, const std::string& path, uint64_t size) {
   void* a = ::mmap(nullptr, size_t(size), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (a == MAP_FAILED) {
