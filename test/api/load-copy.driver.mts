@@ -4,11 +4,11 @@
 import { readdirSync, truncateSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Model } from '../../ts/model.ts';
-import { wtBatch } from './worker-threads.data.ts';
+import { randomMcBatch } from '../helpers/random-mc-batch.ts';
 
 const dir = process.argv[2];
 const m = await Model.load(dir, { mmap: false });
-const b = wtBatch(m.info().config.vocabSize);
+const b = randomMcBatch(m.info().config.vocabSize);
 const before = Array.from((await m.forward(b)).logits);
 for (const f of readdirSync(dir).filter((f) => f.endsWith('.safetensors'))) {
   writeFileSync(path.join(dir, f), Buffer.alloc(64, 0x55)); // in place: same inode, truncated

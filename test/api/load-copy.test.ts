@@ -3,7 +3,6 @@
 // when its files are overwritten or truncated in place afterwards (with the
 // mapping, the next read of a truncated page is a SIGBUS that kills the
 // process). The overwrite runs in a child process (load-copy.driver.mts).
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -11,7 +10,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { makeTinyCheckpoint } from '../../ts/io/random-checkpoint.ts';
 import { Model } from '../../ts/model.ts';
 import { BayesLoraError } from '../../ts/errors.ts';
-import { wtBatch } from './worker-threads.data.ts';
+import { randomMcBatch } from '../helpers/random-mc-batch.ts';
+import { lastJsonLine, runTsChild } from '../helpers/ts-child.ts';
 
 const root = mkdtempSync(path.join(tmpdir(), 'bl-load-copy-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -19,7 +19,7 @@ afterAll(() => rmSync(root, { recursive: true, force: true }));
 async function logits(dir: string, mmap?: boolean): Promise<number[]> {
   const m = await Model.load(dir, mmap === undefined ? {} : { mmap });
   try {
-    return Array.from((await m.forward(wtBatch(m.info().config.vocabSize))).logits);
+    return Array.from((await m.forward(randomMcBatch(m.info().config.vocabSize))).logits);
   } finally {
     m.dispose();
   }
@@ -33,14 +33,7 @@ describe('Model.load mmap option', () => {
       const mapped = await logits(dir);
       expect(await logits(dir, false)).toEqual(mapped);
       expect(await logits(dir, true)).toEqual(mapped);
-      const r = spawnSync(process.execPath, ['--import', 'tsx', path.join(import.meta.dirname, 'load-copy.driver.mts'), dir], {
-        encoding: 'utf8',
-        env: process.env,
-        timeout: 120_000,
-      });
-      expect(r.signal, r.stderr).toBeNull();
-      expect(r.status, r.stderr).toBe(0);
-      const out = JSON.parse(r.stdout.trim().split('\n').pop()!);
+      const out = lastJsonLine(runTsChild(path.join(import.meta.dirname, 'load-copy.driver.mts'), [dir]).stdout);
       expect(out.before).toEqual(mapped);
       expect(out.after).toEqual(mapped);
       expect(Number.isFinite(out.loss)).toBe(true);

@@ -6,8 +6,8 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { repoRoot as root, runTsChild } from '../helpers/ts-child.ts';
 
-const root = path.resolve(import.meta.dirname, '..', '..');
 const out = mkdtempSync(path.join(tmpdir(), 'bl-readme-'));
 afterAll(() => rmSync(out, { recursive: true, force: true }));
 
@@ -18,13 +18,6 @@ function readmeExample(): string {
   const m = /```ts\n([\s\S]*?)```/.exec(section);
   if (!m) throw new Error('README.md: no ```ts block under "## TypeScript API"');
   return m[1];
-}
-
-/** Replace exactly one occurrence (so a README edit that moves it fails here, loudly). */
-function replaceOnce(s: string, from: string | RegExp, to: string): string {
-  const n = typeof from === 'string' ? s.split(from).length - 1 : (s.match(new RegExp(from, 'g')) ?? []).length;
-  if (n < 1) throw new Error(`README example no longer contains ${String(from)}`);
-  return s.replace(from, to);
 }
 
 describe('README TypeScript example', () => {
@@ -47,14 +40,14 @@ describe('README TypeScript example', () => {
   }, 120_000);
 
   it('runs: trains, fits, predicts, saves the posterior and the adapter', () => {
-    let run = replaceOnce(src, /epochs: \d+/, 'epochs: 1');
-    run = run.replaceAll("'run/", `'${out}/run/`);
+    // A README edit that drops the epochs option fails here, loudly.
+    if (!/epochs: \d+/.test(src)) throw new Error('README example no longer contains epochs: N');
+    const run = src.replace(/epochs: \d+/, 'epochs: 1').replaceAll("'run/", `'${out}/run/`);
     expect(run).not.toMatch(/'run\//);
     const file = path.join(root, '.tmp', 'readme-example-run.ts');
     mkdirSync(path.dirname(file), { recursive: true });
     writeFileSync(file, run);
-    const r = spawnSync(process.execPath, ['--import', 'tsx', file], { cwd: root, encoding: 'utf8', env: process.env });
-    expect(r.status, r.stdout + r.stderr).toBe(0);
+    runTsChild(file, [], 300_000);
     expect(existsSync(path.join(out, 'run', 'posterior.safetensors'))).toBe(true);
     expect(existsSync(path.join(out, 'run', 'adapter', 'adapter_model.safetensors'))).toBe(true);
     expect(existsSync(path.join(out, 'run', 'adapter', 'adapter_config.json'))).toBe(true);

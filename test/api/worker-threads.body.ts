@@ -4,12 +4,12 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { Model } from '../../ts/model.ts';
 import { Laplace } from '../../ts/laplace/laplace.ts';
-import { wtBatch } from './worker-threads.data.ts';
+import { randomMcBatch } from '../helpers/random-mc-batch.ts';
 
 const { dir, mode, steps } = workerData as { dir: string; mode: 'train' | 'fit' | 'predict'; steps: number };
 const model = await Model.load(dir);
 model.addLora({ r: 4, alpha: 8, dropout: 0, targetModules: ['q_proj', 'v_proj', 'lm_head'], seed: 3 });
-const b = wtBatch(model.info().config.vocabSize);
+const b = randomMcBatch(model.info().config.vocabSize);
 parentPort!.postMessage({ started: true });
 const losses: number[] = [];
 for (let i = 0; i < steps; i++) {

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { makeTinyCheckpoint } from '../../ts/io/random-checkpoint.ts';
 import { Model } from '../../ts/model.ts';
-import { wtBatch } from './worker-threads.data.ts';
+import { randomMcBatch } from '../helpers/random-mc-batch.ts';
 
 // Workers do not inherit the main thread's --import hooks on Node 20, so each
 // registers tsx itself before importing the TypeScript body.
@@ -43,7 +43,7 @@ try {
   const ws = [start(dir, 'train', STEPS), start(dir, 'train', STEPS)];
   const model = await Model.load(dir);
   model.addLora({ r: 4, alpha: 8, dropout: 0, targetModules: ['q_proj', 'v_proj', 'lm_head'], seed: 3 });
-  const b = wtBatch(model.info().config.vocabSize);
+  const b = randomMcBatch(model.info().config.vocabSize);
   const main: number[] = [];
   for (let i = 0; i < STEPS; i++) main.push((await model.trainStep(b, { lr: 1e-3 })).loss ?? NaN);
   const inWorkers = await Promise.all(ws.map((x) => x.result));

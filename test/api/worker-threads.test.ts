@@ -5,23 +5,15 @@
 // before: a promise settled during the worker's teardown threw out of the
 // completion callback). The scenario runs in a child process
 // (worker-threads.driver.mts) so that a crash shows as its exit status.
-import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { lastJsonLine, runTsChild } from '../helpers/ts-child.ts';
 
 const driver = path.join(import.meta.dirname, 'worker-threads.driver.mts');
 
 describe('worker_threads', () => {
   it('trains concurrently in three environments and survives workers terminated mid-call', () => {
-    const r = spawnSync(process.execPath, ['--import', 'tsx', driver], {
-      cwd: path.resolve(import.meta.dirname, '..', '..'),
-      encoding: 'utf8',
-      env: process.env,
-      timeout: 180_000,
-    });
-    expect(r.signal, r.stderr).toBeNull();
-    expect(r.status, r.stderr).toBe(0);
-    const out = JSON.parse(r.stdout.trim().split('\n').pop()!);
+    const out = lastJsonLine(runTsChild(driver, [], 180_000).stdout);
 
     const { main, workers } = out.concurrent as { main: number[]; workers: { losses: number[]; exit: number; error?: string }[] };
     expect(main).toHaveLength(4);
