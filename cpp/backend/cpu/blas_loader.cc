@@ -3,6 +3,7 @@
 #include "backend/cpu/blas_loader.h"
 
 #include <dlfcn.h>
+#include <pthread.h>
 
 #include <algorithm>
 #include <atomic>
@@ -41,14 +42,18 @@ struct Loaded {
   GetThreadsFn get_threads = nullptr;
   std::atomic<int> threads_set{0};  // last count given to set_threads
   std::mutex threads_mu;
-  // One caller inside the library at a time. OpenBLAS's thread server hands
-  // every threaded call to the same few worker threads; 0.3.21 serialises
-  // level-3 calls only per compiled variant (a static lock in each of
-  // sgemm_nn, sgemm_nt, dgemm_nn, ...), and LAPACK and level-2 calls not at
-  // all. With several callers (two models, or worker_threads) a run hung once
-  // with the calling thread spinning in the GEMM driver while the worker it
-  // waited for slept. The library uses every core for each call anyway, so
-  // serialising loses little and keeps its threading single-client.
+  // One caller inside the library at a time, and no fork() while a call
+  // runs. OpenBLAS registers a pthread_atfork handler that shuts its thread
+  // server down before every fork(): a fork from any thread (child_process
+  // in Node, on the main thread or a worker) while another thread was inside
+  // a threaded GEMM left that caller spinning forever on a worker that was
+  // gone, and two threads forking at once deadlocked inside the handler
+  // (both seen; test/api/fork.test.ts). fork_prepare
+  // (registered after the library loads, so it runs before OpenBLAS's own
+  // handler) takes this lock; the call in flight finishes first. Also,
+  // 0.3.21 serialises level-3 calls only per compiled variant (a static lock
+  // in each of sgemm_nn, sgemm_nt, dgemm_nn, ...) and LAPACK calls not at
+  // all; each call uses every core anyway, so serialising loses little.
   std::mutex call_mu;
 };
 
@@ -122,6 +127,12 @@ bool try_open(Loaded& s, const std::string& path) {
   return true;
 }
 
+// pthread_atfork handlers (see Loaded::call_mu). In the child the forking
+// thread, which holds the lock, is the only thread, and releases it.
+void fork_prepare() { state().call_mu.lock(); }
+void fork_parent() { state().call_mu.unlock(); }
+void fork_child() { state().call_mu.unlock(); }
+
 void load(Loaded& s) {
   std::vector<std::string> candidates;
   if (const char* e = std::getenv("BAYESLORA_BLAS"); e && *e) {
@@ -137,6 +148,7 @@ void load(Loaded& s) {
   choose_thread_timeout(s.info);
   for (const auto& c : candidates)
     if (try_open(s, c)) break;
+  if (s.info.loaded) pthread_atfork(fork_prepare, fork_parent, fork_child);
 }
 
 Loaded& loaded() {
