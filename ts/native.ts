@@ -46,7 +46,9 @@ export function loadNative(): NativeAddon {
   }
   throw new BayesLoraError(
     'NATIVE_UNAVAILABLE',
-    `bayeslora native addon not found or not loadable; run \`npm run build\`. Tried:\n  ${tried.join('\n  ')}`,
+    `bayeslora native addon not found or not loadable. In a project that depends on bayeslora: ` +
+      `\`npm rebuild bayeslora\` (npm versions that skip dependencies' install scripts need ` +
+      `\`npm install-scripts approve bayeslora\` first); in a checkout: \`npm run build\`. Tried:\n  ${tried.join('\n  ')}`,
   );
 }
 
