@@ -12,6 +12,9 @@ export interface MachineRecord {
   blas: string;
   simd: string;
   openblasCoretype: string;
+  /** Where our large GEMMs went: 'blas' or 'builtin' (info().gemm), and why. */
+  gemm: string;
+  gemmReason: string;
   addon: string;
   node: string;
   commit: string;
@@ -47,6 +50,8 @@ export function machineRecord(): MachineRecord {
     blas: i.blas,
     simd: i.simd,
     openblasCoretype: i.openblasCoretype,
+    gemm: i.gemm,
+    gemmReason: i.gemmReason,
     addon: i.addon,
     node: process.version,
     commit,

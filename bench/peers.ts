@@ -306,6 +306,16 @@ export async function run(args: string[] = []): Promise<object> {
   const tArg = args.find((a) => a.startsWith('--threads='));
   if (tArg) setThreads(flag(args, 'threads', 1));
   const threads = info().threads;
+  // Like for like only when both sides' large GEMMs are OpenBLAS with the same
+  // kernels. With OPENBLAS_CORETYPE forced to an AVX2 core on an AVX-512 CPU
+  // ours go to the built-in AVX-512 kernel (info().gemm) while the peer keeps
+  // OpenBLAS's AVX2 kernels: a comparison of GEMM kernels, not of the
+  // implementations. Said in the output and the JSON; unset the variable (our
+  // loader then picks SkylakeX for both sides) for the fair run.
+  const gi = info();
+  const likeForLike = gi.gemm === 'blas' || gi.blas === 'builtin';
+  if (!likeForLike)
+    log(`warning: not like for like: ours uses the built-in GEMM (${gi.gemmReason}) and the peer OpenBLAS's ${gi.openblasCoretype} kernels; run with OPENBLAS_CORETYPE unset for a fair comparison`);
   const seq = flag(args, 'seq', quick ? 64 : 128);
   const batch = flag(args, 'batch', 4);
   const fitBatches = flag(args, 'fit-batches', 2);
@@ -402,6 +412,9 @@ export async function run(args: string[] = []): Promise<object> {
   }
   const peerInfo = results.find((x) => x.peer.torch)?.peer;
   return {
+    like_for_like: likeForLike
+      ? true
+      : `no: ours used the built-in GEMM (${gi.gemmReason}) and the peer OpenBLAS's ${gi.openblasCoretype} kernels`,
     setup: {
       lora: LORA,
       classes: C,

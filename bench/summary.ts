@@ -24,7 +24,7 @@ function machineLine(j: J): string {
   const m = j.machine ?? {};
   const la = j.load_average;
   const load = la ? `; load average (1/5/15 min) at start ${la.start.map((x: number) => x.toFixed(2)).join('/')}, at end ${la.end.map((x: number) => x.toFixed(2)).join('/')}` : '';
-  return `_${m.cpu}, ${m.cores} cores, ${m.threads} threads, ${m.simd}, BLAS ${m.blas} (core type ${m.openblasCoretype}); commit ${String(m.commit).slice(0, 10)}${m.dirty ? ' (dirty tree)' : ''}; \`${m.command}\`; ${m.date}; ${f(j.seconds, 0)} s${load}_`;
+  return `_${m.cpu}, ${m.cores} cores, ${m.threads} threads, ${m.simd}, BLAS ${m.blas} (core type ${m.openblasCoretype})${m.gemm ? `, large GEMMs: ${m.gemm}` : ''}; commit ${String(m.commit).slice(0, 10)}${m.dirty ? ' (dirty tree)' : ''}; \`${m.command}\`; ${m.date}; ${f(j.seconds, 0)} s${load}_`;
 }
 
 function engine(j: J): string {
@@ -62,6 +62,7 @@ function peers(j: J): string {
     '',
     `Parity before timing (tolerance ${j.setup.parity_tolerance}): ${par}`,
     '',
+    ...(typeof j.like_for_like === 'string' ? [`**Not like for like** (${j.like_for_like}); the ratios compare GEMM kernels as much as implementations.`, ''] : []),
     table(
       ['model', 'task', 'ours (s)', 'range', 'PyTorch (s)', 'range', 'ratio', 'target', ''],
       j.rows.map((r: J) => [r.model, r.task, f(r.ours_s, 3), sp(r.ours_spread), f(r.peer_s, 3), sp(r.peer_spread), f(r.ratio), `>= ${j.targets.ratio_min}x`, ok(r.met)]),

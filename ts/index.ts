@@ -1,6 +1,6 @@
 // Public API of bayeslora.
 export { BayesLoraError, type ErrorCode } from './errors.ts';
-export { cudaMemory, info, setThreads, type BuildInfo, type CudaMemory } from './info.ts';
+export { cudaMemory, info, setGemmImpl, setThreads, type BuildInfo, type CudaMemory } from './info.ts';
 export * from './data/index.ts';
 export { Tokenizer } from './tokenizer.ts';
 export { Model, type LoadOptions, type ForwardResult, type OptimizerOptions, type TrainStepOptions, type TrainStepResult, type StepInfo, type LmResult, type LmStepResult, type LoraModuleWeights, type LoraMatrixInfo, type ObservedMatrix, type ModelInfo, type ModelConfigInfo } from './model.ts';

@@ -8,6 +8,10 @@ export interface BuildInfo {
   blas: string;
   simd: string;
   openblasCoretype: string;
+  /** Where large float32 products go: OpenBLAS, or the built-in kernel (no BLAS, AVX-512 CPU with OpenBLAS on AVX2 kernels, or setGemmImpl). */
+  gemm: 'blas' | 'builtin';
+  /** Why `gemm` is what it is. */
+  gemmReason: string;
   threads: number;
   cudaCompiled: boolean;
   cudaUsable: boolean;
@@ -47,4 +51,16 @@ export function cudaMemory(resetPeak = false): CudaMemory | null {
 export function setThreads(n: number): void {
   const a = loadNative();
   native(() => a.setThreads(n));
+}
+
+/**
+ * Where large float32 products go: 'auto' (the default: OpenBLAS when loaded,
+ * except on an AVX-512 CPU whose OpenBLAS core type has no AVX-512 kernels,
+ * where the built-in AVX-512 kernel is faster), 'builtin' or 'blas'
+ * (UNSUPPORTED when no BLAS is loaded). Small and LoRA-shaped products always
+ * use the built-in kernels under 'auto'.
+ */
+export function setGemmImpl(impl: 'auto' | 'builtin' | 'blas'): void {
+  const a = loadNative();
+  native(() => a.setGemmImpl(impl));
 }

@@ -16,6 +16,8 @@ static Napi::Value info(const Napi::CallbackInfo& i) {
   o.Set("blas", g.blas);
   o.Set("simd", g.simd);
   o.Set("openblasCoretype", g.coretype);
+  o.Set("gemm", g.gemm);
+  o.Set("gemmReason", g.gemm_why);
   o.Set("threads", num_threads());
 #ifdef BAYESLORA_WITH_CUDA
   o.Set("cudaCompiled", true);

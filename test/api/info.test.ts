@@ -50,4 +50,47 @@ describe('info', () => {
     expect(e.message).toContain('/nonexistent/bayeslora.node (missing)');
     expect(e.message).toContain('npm rebuild bayeslora');
   });
+  it('auto GEMM: OpenBLAS unless the CPU has AVX-512 and OpenBLAS runs a core type without it', () => {
+    // Each setting in a child: OpenBLAS reads OPENBLAS_CORETYPE when it loads.
+    const code = `import { info, setGemmImpl } from './ts/index.ts';
+      const a = info(); setGemmImpl('builtin'); const b = info(); setGemmImpl('auto');
+      console.log(JSON.stringify({ simd: a.simd, blas: a.blas, core: a.openblasCoretype, gemm: a.gemm, why: a.gemmReason, forced: b.gemm, forcedWhy: b.gemmReason }));`;
+    const probe = (env: Record<string, string | undefined>) => {
+      const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], {
+        cwd: repoRoot,
+        encoding: 'utf8',
+        env: { ...process.env, OPENBLAS_CORETYPE: undefined, BAYESLORA_SIMD: undefined, BAYESLORA_BLAS: undefined, ...env },
+        timeout: 60_000,
+      });
+      expect(r.status, r.stderr).toBe(0);
+      return JSON.parse(r.stdout.trim().split('\n').pop()!);
+    };
+    const base = probe({});
+    const blasLoaded = base.blas !== 'builtin';
+    const cases = [
+      probe({ OPENBLAS_CORETYPE: 'Haswell' }),
+      probe({ OPENBLAS_CORETYPE: 'SkylakeX' }),
+      probe({ OPENBLAS_CORETYPE: 'Haswell', BAYESLORA_SIMD: 'avx2' }),
+      probe({ BAYESLORA_BLAS: 'none' }),
+      base,
+    ];
+    for (const c of cases) {
+      const avx512Core = ['skylakex', 'cooperlake', 'sapphirerapids'].includes(String(c.core).toLowerCase());
+      const want = c.blas === 'builtin' ? 'builtin' : c.simd === 'avx512' && !avx512Core ? 'builtin' : 'blas';
+      expect(c.gemm, JSON.stringify(c)).toBe(want);
+      expect(c.why.length).toBeGreaterThan(0);
+      expect(c.forced).toBe('builtin');
+      expect(c.forcedWhy).toContain('setGemmImpl');
+    }
+    expect(cases[3].gemm).toBe('builtin');
+    expect(cases[3].why).toContain('no BLAS');
+    expect(cases[2].simd).not.toBe('avx512');  // the cap keeps the built-in kernel at AVX2
+    if (blasLoaded) {
+      expect(cases[2].gemm).toBe('blas');  // no AVX-512 kernel of ours to prefer
+      expect(cases[1].gemm).toBe('blas');
+      // On an AVX-512 host (OpenBLAS accepts the SkylakeX core there) the forced
+      // Haswell core hands the large products to the built-in AVX-512 kernel.
+      if (cases[0].simd === 'avx512') expect(cases[0].gemm).toBe('builtin');
+    }
+  });
 });

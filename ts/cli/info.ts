@@ -14,6 +14,7 @@ export async function run(args: string[]): Promise<number> {
     ['blas', i.blas],
     ['openblas coretype', i.openblasCoretype || '(unset)'],
     ['simd', i.simd],
+    ['gemm', `${i.gemm} (${i.gemmReason})`],
     ['threads', String(i.threads)],
     ['cuda compiled', String(i.cudaCompiled)],
     ['cuda', i.cuda],

@@ -32,11 +32,14 @@ struct GemmInfo {
   std::string blas;        // "openblas 0.3.21 (path)" or "builtin"
   std::string simd;        // "avx512", "avx2", "scalar"
   std::string coretype;    // OPENBLAS_CORETYPE in effect ("" when unset)
+  std::string gemm;        // where large SGEMMs go now: "blas" or "builtin"
+  std::string gemm_why;    // why (set_gemm_impl, no BLAS, or the auto rule)
   int threads = 1;
 };
 GemmInfo gemm_info();
 
-// Force a GEMM implementation: "auto" (BLAS if loaded), "builtin", "blas".
+// Force a GEMM implementation: "auto" (BLAS if loaded, unless the CPU has
+// AVX-512 and the loaded OpenBLAS core type does not use it), "builtin", "blas".
 void set_gemm_impl(const std::string& impl);
 
 }  // namespace bl::cpu
