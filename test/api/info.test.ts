@@ -1,6 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-import { cudaMemory, info, setThreads, BayesLoraError } from '../../ts/index.ts';
+import { cudaMemory, info, setGemmImpl, setThreads, BayesLoraError } from '../../ts/index.ts';
 import { repoRoot } from '../helpers/ts-child.ts';
 
 describe('info', () => {
@@ -23,6 +23,19 @@ describe('info', () => {
       expect(e).toBeInstanceOf(BayesLoraError);
       expect((e as BayesLoraError).code).toBe('INVALID_ARGUMENT');
     }
+  });
+  it('setGemmImpl: a bad name is INVALID_ARGUMENT and changes nothing', () => {
+    const before = info().gemm;
+    for (const bad of ['fast', '', 3, undefined]) {
+      try {
+        setGemmImpl(bad as unknown as 'auto');
+        expect.unreachable();
+      } catch (e) {
+        expect(e).toBeInstanceOf(BayesLoraError);
+        expect((e as BayesLoraError).code).toBe('INVALID_ARGUMENT');
+      }
+    }
+    expect(info().gemm).toBe(before);
   });
   it('rejects a bad thread count with a typed error', () => {
     try {
