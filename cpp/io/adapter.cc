@@ -2,11 +2,11 @@
 #include "io/adapter.h"
 
 #include <cmath>
-#include <regex>
 
 #include "core/error.h"
 #include "io/files.h"
 #include "io/json.h"
+#include "model/target_regex.h"
 
 namespace bl {
 
@@ -34,13 +34,8 @@ bool engaged(const json::Value* v) {
   return true;
 }
 
-std::regex compile_regex(const std::string& pattern, const std::string& origin) {
-  try {
-    return std::regex(pattern, std::regex::ECMAScript);
-  } catch (const std::regex_error& e) {
-    fail(code::kUnsupported, origin, ": target_modules regex ", quoted(pattern),
-         " cannot be compiled here (ECMAScript syntax): ", e.what());
-  }
+void compile_regex(const std::string& pattern, const std::string& origin) {
+  TargetRegex(pattern, origin + ": target_modules", code::kUnsupported);
 }
 
 void validate(const AdapterConfig& c, const char* code, const std::string& origin) {
@@ -189,7 +184,8 @@ void write_adapter_config(const std::string& path, const AdapterConfig& cfg) {
 
 bool adapter_targets_module(const AdapterConfig& cfg, const std::string& module_path) {
   if (!cfg.target_regex.empty())
-    return std::regex_match(module_path, compile_regex(cfg.target_regex, "adapter config"));
+    return TargetRegex(cfg.target_regex, "adapter config: target_modules", code::kUnsupported)
+        .full_match(module_path);
   for (const auto& t : cfg.target_modules) {
     if (module_path == t) return true;
     if (module_path.size() > t.size() && module_path.compare(module_path.size() - t.size(), t.size(), t) == 0 &&

@@ -2,9 +2,10 @@
 #include "model/lora.h"
 
 #include <cmath>
-#include <regex>
+#include <memory>
 
 #include "core/error.h"
+#include "model/target_regex.h"
 
 namespace bl {
 
@@ -25,13 +26,7 @@ void LoraConfig::validate() const {
   BL_CHECK(std::isfinite(dropout) && dropout >= 0 && dropout < 1, code::kInvalidArgument,
            "lora dropout must be in [0, 1), got ", dropout);
   if (!target_regex.empty()) {
-    try {
-      std::regex re(target_regex);
-      (void)re;
-    } catch (const std::regex_error& e) {
-      fail(code::kInvalidArgument, "lora target_regex '", target_regex,
-           "' is not a valid regular expression: ", e.what());
-    }
+    TargetRegex(target_regex, "lora target_regex", code::kInvalidArgument);
     return;
   }
   BL_CHECK(!target_modules.empty(), code::kInvalidArgument, "lora target_modules is empty");
@@ -51,8 +46,14 @@ bool lora_target_matches(const std::string& target, const std::string& path) {
 bool lora_targets(const LoraConfig& c, const std::string& path) {
   if (!c.target_regex.empty()) {
     // PEFT: a string target_modules is re.fullmatch'ed against the module path.
-    std::regex re(c.target_regex);
-    return std::regex_match(path, re);
+    // Compiled once per pattern and thread (add_lora asks for every module).
+    thread_local std::string cached_pattern;
+    thread_local std::unique_ptr<TargetRegex> cached;
+    if (!cached || cached_pattern != c.target_regex) {
+      cached = std::make_unique<TargetRegex>(c.target_regex, "lora target_regex", code::kInvalidArgument);
+      cached_pattern = c.target_regex;
+    }
+    return cached->full_match(path);
   }
   for (const auto& t : c.target_modules)
     if (lora_target_matches(t, path)) return true;

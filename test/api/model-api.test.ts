@@ -78,6 +78,9 @@ describe('batch validation', () => {
       await expectCode(() => m.addLora({ targetModules: ['embed_tokens'] }), 'UNSUPPORTED');
       await expectCode(() => m.addLora({ targetModules: '(' }), 'INVALID_ARGUMENT');
       await expectCode(() => m.addLora({ targetModules: 'nothing\\.matches' }), 'INVALID_ARGUMENT');
+      // Regexes beyond the checked limits (cpp/model/target_regex.h) are UNSUPPORTED.
+      await expectCode(() => m.addLora({ targetModules: 'q_proj{99999999999999999999}' }), 'UNSUPPORTED');
+      await expectCode(() => m.addLora({ targetModules: '(.*)\\1' }), 'UNSUPPORTED');
       m.addLora({});
       await expectCode(() => m.addLora({}), 'INVALID_ARGUMENT');
       await expectCode(() => m.setLoraWeights([{ path: 'lm_head', A: new Float32Array(1) }]), 'INVALID_ARGUMENT');

@@ -1,6 +1,7 @@
 // PEFT adapter_config.json: reading a file PEFT wrote, writing what PEFT
 // writes, round trips, PEFT module matching, tensor naming, and rejection of
 // adapters whose meaning we would silently change.
+import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -15,6 +16,7 @@ import {
   type AdapterConfig,
 } from '../../ts/io/native-io.ts';
 import { expectTypedError, tempDir } from './helpers.ts';
+import { repoRoot } from '../helpers/ts-child.ts';
 
 const fixtures = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../fixtures/io');
 const { dir, cleanup } = tempDir('adapter');
@@ -90,6 +92,26 @@ describe('adapter config', () => {
     expect(adapterTargetsModule(rx, 'xmodel.layers.1.self_attn.v_proj')).toBe(false); // full match, not search
   });
 
+  it('regex matching takes polynomial time: nested stars on a long path', () => {
+    // A backtracking matcher (std::regex's default, the previous build) takes
+    // ~2^n steps on these and does not finish; the breadth-first one answers
+    // at once. In a child process, so that a hang fails the test (SIGTERM)
+    // instead of stalling the runner.
+    const code = `import { adapterTargetsModule, parseAdapterConfigText } from './ts/io/native-io.ts';
+      const base = ${JSON.stringify(base)};
+      const rx = (t) => parseAdapterConfigText(JSON.stringify({ ...base, target_modules: t }), 'adapter_config.json');
+      const long = 'model.layers.' + '1'.repeat(200) + '.self_attn.q_proj';
+      console.log(JSON.stringify([
+        adapterTargetsModule(rx('(.*)*x'), long),
+        adapterTargetsModule(rx('(.*)*_proj'), long),
+        adapterTargetsModule(rx('(a|a?)+b{0,1000}'), 'a'.repeat(300)),
+      ]));`;
+    const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], { cwd: repoRoot, encoding: 'utf8', timeout: 30_000 });
+    expect(r.signal, 'the match did not finish in 30 s').toBeNull();
+    expect(r.status, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout.trim().split('\n').pop()!)).toEqual([false, true, true]);
+  });
+
   it('PEFT tensor names', () => {
     expect(peftTensorName('model.layers.3.mlp.down_proj', false)).toBe('base_model.model.model.layers.3.mlp.down_proj.lora_A.weight');
     expect(peftTensorName('model.layers.3.mlp.down_proj', true)).toBe('base_model.model.model.layers.3.mlp.down_proj.lora_B.weight');
@@ -109,6 +131,15 @@ describe('adapter config', () => {
     ['empty target_modules', { ...base, target_modules: [] }, 'BAD_FILE', 'target_modules'],
     ['non-string target', { ...base, target_modules: ['q_proj', 3] }, 'BAD_FILE', 'target_modules'],
     ['python-only regex', { ...base, target_modules: '(?P<x>q_proj)' }, 'UNSUPPORTED', 'regex'],
+    // Hostile regexes (the first one was undefined behaviour in std::regex's
+    // repeat-count parser, found by the adapter fuzzer).
+    ['repeat count overflow', { ...base, target_modules: 'a{8888888888855555555}' }, 'UNSUPPORTED', 'repeat count'],
+    ['repeat count 1001', { ...base, target_modules: 'q{1,1001}_proj' }, 'UNSUPPORTED', 'repeat count'],
+    ['regex of 2000 bytes', { ...base, target_modules: 'q_proj|'.repeat(285) + 'v_proj' }, 'UNSUPPORTED', 'bytes'],
+    ['groups 40 deep', { ...base, target_modules: '('.repeat(40) + 'q_proj' + ')'.repeat(40) }, 'UNSUPPORTED', 'nested'],
+    ['automaton too large', { ...base, target_modules: '((q_proj){100}){100}' }, 'UNSUPPORTED', 'states'],
+    ['back-reference', { ...base, target_modules: String.raw`(q)\1_proj` }, 'UNSUPPORTED', 'back-references'],
+    ['lookahead', { ...base, target_modules: '(?=.*q).*_proj' }, 'UNSUPPORTED', 'lookaround'],
     ['bias all', { ...base, bias: 'all' }, 'UNSUPPORTED', 'bias'],
     ['DoRA', { ...base, use_dora: true }, 'UNSUPPORTED', 'use_dora'],
     ['modules_to_save', { ...base, modules_to_save: ['lm_head'] }, 'UNSUPPORTED', 'modules_to_save'],
