@@ -305,14 +305,14 @@ export async function run(args: string[] = []): Promise<object> {
   // libgomp's waits make torch's 2-thread runs erratic; 1 thread is immune.
   const tArg = args.find((a) => a.startsWith('--threads='));
   if (tArg) setThreads(flag(args, 'threads', 1));
-  const threads = info().threads;
+  const gi = info();
+  const threads = gi.threads;
   // Like for like only when both sides' large GEMMs are OpenBLAS with the same
   // kernels. With OPENBLAS_CORETYPE forced to an AVX2 core on an AVX-512 CPU
   // ours go to the built-in AVX-512 kernel (info().gemm) while the peer keeps
   // OpenBLAS's AVX2 kernels: a comparison of GEMM kernels, not of the
   // implementations. Said in the output and the JSON; unset the variable (our
   // loader then picks SkylakeX for both sides) for the fair run.
-  const gi = info();
   const likeForLike = gi.gemm === 'blas' || gi.blas === 'builtin';
   if (!likeForLike)
     log(`warning: not like for like: ours uses the built-in GEMM (${gi.gemmReason}) and the peer OpenBLAS's ${gi.openblasCoretype} kernels; run with OPENBLAS_CORETYPE unset for a fair comparison`);

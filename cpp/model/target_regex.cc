@@ -23,9 +23,9 @@ int read_count(const std::string& p, size_t& i, const std::string& what) {
   size_t j = i;
   while (j < p.size() && p[j] >= '0' && p[j] <= '9') ++j;
   if (j == i) return -1;
-  if (j - i > 4 || std::stoi(p.substr(i, j - i)) > kTargetRegexMaxRepeat)
+  const int v = j - i > 4 ? kTargetRegexMaxRepeat + 1 : std::stoi(p.substr(i, j - i));
+  if (v > kTargetRegexMaxRepeat)
     fail(code::kUnsupported, what, " regex ", shown(p), ": repeat count above ", kTargetRegexMaxRepeat);
-  const int v = std::stoi(p.substr(i, j - i));
   i = j;
   return v;
 }

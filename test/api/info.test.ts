@@ -1,7 +1,6 @@
-import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { cudaMemory, info, setGemmImpl, setThreads, BayesLoraError } from '../../ts/index.ts';
-import { repoRoot } from '../helpers/ts-child.ts';
+import { lastJsonLine, runTsSnippet } from '../helpers/ts-child.ts';
 
 describe('info', () => {
   it('reports backend, blas, threads and simd', () => {
@@ -50,14 +49,7 @@ describe('info', () => {
     // A child process: the addon is loaded once per process and cached.
     const code = `import { info } from './ts/index.ts';
       try { info(); console.log('loaded'); } catch (e) { console.log(JSON.stringify({ name: e.name, code: e.code, message: e.message })); }`;
-    const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], {
-      cwd: repoRoot,
-      encoding: 'utf8',
-      env: { ...process.env, BAYESLORA_ADDON: '/nonexistent/bayeslora.node' },
-      timeout: 60_000,
-    });
-    expect(r.status, r.stderr).toBe(0);
-    const e = JSON.parse(r.stdout.trim().split('\n').pop()!);
+    const e = lastJsonLine(runTsSnippet(code, { ...process.env, BAYESLORA_ADDON: '/nonexistent/bayeslora.node' }).stdout);
     expect(e.name).toBe('BayesLoraError');
     expect(e.code).toBe('NATIVE_UNAVAILABLE');
     expect(e.message).toContain('/nonexistent/bayeslora.node (missing)');
@@ -68,16 +60,8 @@ describe('info', () => {
     const code = `import { info, setGemmImpl } from './ts/index.ts';
       const a = info(); setGemmImpl('builtin'); const b = info(); setGemmImpl('auto');
       console.log(JSON.stringify({ simd: a.simd, blas: a.blas, core: a.openblasCoretype, gemm: a.gemm, why: a.gemmReason, forced: b.gemm, forcedWhy: b.gemmReason }));`;
-    const probe = (env: Record<string, string | undefined>) => {
-      const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], {
-        cwd: repoRoot,
-        encoding: 'utf8',
-        env: { ...process.env, OPENBLAS_CORETYPE: undefined, BAYESLORA_SIMD: undefined, BAYESLORA_BLAS: undefined, ...env },
-        timeout: 60_000,
-      });
-      expect(r.status, r.stderr).toBe(0);
-      return JSON.parse(r.stdout.trim().split('\n').pop()!);
-    };
+    const probe = (env: Record<string, string | undefined>) =>
+      lastJsonLine(runTsSnippet(code, { ...process.env, OPENBLAS_CORETYPE: undefined, BAYESLORA_SIMD: undefined, BAYESLORA_BLAS: undefined, ...env }).stdout);
     const base = probe({});
     const blasLoaded = base.blas !== 'builtin';
     const cases = [

@@ -1,7 +1,6 @@
 // PEFT adapter_config.json: reading a file PEFT wrote, writing what PEFT
 // writes, round trips, PEFT module matching, tensor naming, and rejection of
 // adapters whose meaning we would silently change.
-import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -16,7 +15,7 @@ import {
   type AdapterConfig,
 } from '../../ts/io/native-io.ts';
 import { expectTypedError, tempDir } from './helpers.ts';
-import { repoRoot } from '../helpers/ts-child.ts';
+import { lastJsonLine, runTsSnippet } from '../helpers/ts-child.ts';
 
 const fixtures = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../fixtures/io');
 const { dir, cleanup } = tempDir('adapter');
@@ -106,10 +105,7 @@ describe('adapter config', () => {
         adapterTargetsModule(rx('(.*)*_proj'), long),
         adapterTargetsModule(rx('(a|a?)+b{0,1000}'), 'a'.repeat(300)),
       ]));`;
-    const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], { cwd: repoRoot, encoding: 'utf8', timeout: 30_000 });
-    expect(r.signal, 'the match did not finish in 30 s').toBeNull();
-    expect(r.status, r.stderr).toBe(0);
-    expect(JSON.parse(r.stdout.trim().split('\n').pop()!)).toEqual([false, true, true]);
+    expect(lastJsonLine(runTsSnippet(code, process.env, 30_000).stdout)).toEqual([false, true, true]);
   });
 
   it('PEFT tensor names', () => {
