@@ -2,6 +2,8 @@
 // into contiguous chunks of at least `grain` items. Safe to call from several
 // threads at once (e.g. two models training concurrently): a caller that finds
 // the pool busy, or that is itself a pool worker, runs its loop inline.
+// Between jobs workers spin briefly before sleeping (BAYESLORA_SPIN_US, read
+// when the pool starts or is resized; threads.cc says why).
 #pragma once
 #include <cstddef>
 #include <functional>

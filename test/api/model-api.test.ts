@@ -140,7 +140,7 @@ describe('concurrency and lifetime', () => {
     const m = await Model.load(tinyCheckpoint({ vocab: 512, hidden: 192, layers: 4, heads: 6, intermediate: 512 }));
     try {
       m.addLora({ r: 8, targetModules: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] });
-      const batch = mcBatch(randomExamples(8, 512, 4, 60, 64, 3));
+      const batch = mcBatch(randomExamples(32, 512, 4, 60, 64, 3));
       let ticks = 0;
       const timer = setInterval(() => ticks++, 5);
       const t0 = performance.now();
@@ -155,7 +155,8 @@ describe('concurrency and lifetime', () => {
       }
       const ms = performance.now() - t0;
       const perCall = ms / calls;
-      // Each call is long (tens of ms or more), yet the 5 ms timer kept firing.
+      // Each call is long (tens of ms or more: 32 examples of 60-64 tokens; 8 took
+      // about 15 ms on a 2-core Zen 5), yet the 5 ms timer kept firing.
       expect(perCall).toBeGreaterThan(20);
       expect(ticks).toBeGreaterThan(ms / 5 / 4);
     } finally {

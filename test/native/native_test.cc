@@ -14,6 +14,10 @@
 #include <fstream>
 #include <functional>
 #include <memory>
+#include <atomic>
+#include <chrono>
+#include <stdexcept>
+#include <thread>
 #include <random>
 #include <string>
 #include <vector>
@@ -24,6 +28,7 @@
 #include "backend/backend.h"
 #include "core/cancel.h"
 #include "core/error.h"
+#include "core/threads.h"
 #include "io/safetensors.h"
 #include "laplace/fit.h"
 #include "laplace/kfac.h"
@@ -142,10 +147,80 @@ std::string tmp_root() {
   return d;
 }
 
+// The kernel thread pool (core/threads.cc): every index of every job is run
+// exactly once, with the workers spinning between jobs (the default) and with
+// them always sleeping (BAYESLORA_SPIN_US=0); concurrent callers (the busy
+// pool runs them inline), nested calls, an exception from one chunk, resizes.
+void pool_checks() {
+  const int saved_threads = bl::num_threads();
+  for (const char* spin : {"50", "0", "100000"}) {
+    setenv("BAYESLORA_SPIN_US", spin, 1);
+    bl::set_num_threads(3);  // re-reads the spin setting
+    bool ok = true;
+    std::mt19937 rng(7);
+    std::vector<std::atomic<int>> hits(5000);
+    for (int job = 0; job < 400; ++job) {
+      const size_t n = 1 + rng() % 5000, grain = 1 + rng() % 64;
+      for (size_t i = 0; i < n; ++i) hits[i].store(0);
+      bl::parallel_for(n, grain, [&](size_t b, size_t e) {
+        for (size_t i = b; i < e; ++i) hits[i].fetch_add(1);
+      });
+      for (size_t i = 0; i < n; ++i) ok = ok && hits[i].load() == 1;
+      // Short serial gaps (and none) between jobs: the spinning worker's case.
+      if (job % 3 == 0) std::this_thread::sleep_for(std::chrono::microseconds(rng() % 200));
+    }
+    CHECK(ok);
+    // Four callers at once: each job's sum must be right whoever runs it.
+    std::atomic<int> bad{0};
+    std::vector<std::thread> callers;
+    for (int t = 0; t < 4; ++t)
+      callers.emplace_back([&, t] {
+        for (int job = 0; job < 200; ++job) {
+          const size_t n = 100 + size_t(job * 37 + t) % 3000;
+          std::atomic<long long> sum{0};
+          bl::parallel_for(n, 8, [&](size_t b, size_t e) {
+            long long s = 0;
+            for (size_t i = b; i < e; ++i) s += (long long)i;
+            sum.fetch_add(s);
+          });
+          if (sum.load() != (long long)n * (long long)(n - 1) / 2) bad.fetch_add(1);
+        }
+      });
+    for (auto& c : callers) c.join();
+    CHECK(bad.load() == 0);
+    // Nested: the inner loop runs inline on whichever thread runs the chunk.
+    std::atomic<int> inner{0}, outer_in_pool{0};
+    bl::parallel_for(64, 1, [&](size_t b, size_t e) {
+      if (bl::in_pool_worker()) outer_in_pool.fetch_add(1);
+      for (size_t i = b; i < e; ++i)
+        bl::parallel_for(100, 1, [&](size_t ib, size_t ie) { inner.fetch_add(int(ie - ib)); });
+    });
+    CHECK(inner.load() == 6400);
+    CHECK(outer_in_pool.load() > 0);
+    // An exception in one chunk reaches the caller; the pool keeps working.
+    bool threw = false;
+    try {
+      bl::parallel_for(1000, 1, [&](size_t b, size_t e) {
+        if (b <= 500 && 500 < e) throw std::runtime_error("chunk failure");
+      });
+    } catch (const std::runtime_error&) {
+      threw = true;
+    }
+    CHECK(threw);
+    std::atomic<int> after{0};
+    bl::parallel_for(1000, 1, [&](size_t b, size_t e) { after.fetch_add(int(e - b)); });
+    CHECK(after.load() == 1000);
+  }
+  unsetenv("BAYESLORA_SPIN_US");
+  bl::set_num_threads(saved_threads);
+  CHECK(bl::num_threads() == saved_threads);
+}
+
 void run(const std::string& root) {
   using namespace bl;
   using namespace bl::laplace;
   Backend& be = cpu_backend();
+  pool_checks();
   const std::string ck = root + "/ckpt";
   write_checkpoint(ck);
 
