@@ -16,6 +16,7 @@ const benches: Record<string, () => Promise<{ run: (args: string[]) => Promise<o
   peers: () => import('./peers.ts'),
   memory: () => import('./memory.ts'),
   scaling: () => import('./scaling.ts'),
+  pool: () => import('./pool.ts'),
 };
 
 async function main(): Promise<number> {

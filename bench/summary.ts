@@ -117,12 +117,22 @@ function scaling(j: J): string {
   ].join('\n');
 }
 
+function pool(j: J): string {
+  const rows = j.rows.map((r: J) => [r.model, r.task, f(r.sleep_s, 3), f(r.spin_s, 3), f(r.ratio), `${f(r.ratio_range[0])}-${f(r.ratio_range[1])}`]);
+  return [
+    `${j.what}; ${j.config.rounds} rounds, ${j.config.threads} threads; ${j.config.lora}; fit: ${j.config.fit}; predict: ${j.config.predict}. Ratio = sleep / spin (median of per-round ratios). No target in an issue: informational.`,
+    '',
+    table(['model', 'task', 'sleep (s)', 'spin (s)', 'ratio', 'range'], rows),
+  ].join('\n');
+}
+
 const SECTIONS: [string, string, (j: J) => string][] = [
   ['peers', 'PyTorch peer, side by side', peers],
   ['memory', 'Memory overhead of the Bayesian part (peak RSS)', memory],
   ['scaling', 'Scaling of fit and predictive cost', scaling],
   ['laplace', 'Laplace cost next to training', laplace],
   ['engine', 'Engine: GEMM and training step', engine],
+  ['pool', 'Kernel thread pool: spin vs sleep between jobs', pool],
 ];
 
 export function writeSummary(dir = path.join(here, 'results')): string {
