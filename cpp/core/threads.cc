@@ -110,7 +110,12 @@ class Pool {
     n_ = std::max(1, n);
     spin_us_ = spin_us_setting();  // read when the pool (re)starts
     quit_.store(false);
-    for (int i = 1; i < n_; ++i) workers_.emplace_back([this] { loop(); });
+    // A new worker starts at the current generation: after a resize it is not
+    // 0 (stop() advanced it), and a worker starting from 0 would take that for
+    // a job, run a stale work() and count itself done, possibly inside the next
+    // real job, which could then return while a chunk still ran.
+    const uint64_t g0 = generation_.load();
+    for (int i = 1; i < n_; ++i) workers_.emplace_back([this, g0] { loop(g0); });
   }
   void stop() {
     {
@@ -138,9 +143,8 @@ class Pool {
     }
     tl_in_pool = was;
   }
-  void loop() {
+  void loop(uint64_t seen) {
     tl_in_pool = true;
-    uint64_t seen = 0;
     for (;;) {
       if (!spin_until(spin_us_, [&] { return generation_.load() != seen; })) {
         std::unique_lock<std::mutex> lk(mu_);
