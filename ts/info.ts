@@ -13,6 +13,8 @@ export interface BuildInfo {
   /** Why `gemm` is what it is. */
   gemmReason: string;
   threads: number;
+  /** Microseconds kernel threads spin between jobs before sleeping (BAYESLORA_SPIN_US, read at start and at setThreads). */
+  threadSpinUs: number;
   cudaCompiled: boolean;
   cudaUsable: boolean;
   cuda: string;

@@ -67,6 +67,7 @@ class Pool {
   ~Pool() { stop(); }
 
   int size() const { return n_; }
+  int spin_us() const { return spin_us_; }
 
   void resize(int n) {
     std::lock_guard<std::mutex> job(job_mu_);
@@ -198,6 +199,7 @@ Pool& pool() {
 }  // namespace
 
 int num_threads() { return pool().size(); }
+int thread_spin_us() { return pool().spin_us(); }
 bool in_pool_worker() { return tl_in_pool; }
 void set_num_threads(int n) { pool().resize(n); }
 

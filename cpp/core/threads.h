@@ -12,6 +12,8 @@ namespace bl {
 
 // Number of threads kernels use (BAYESLORA_THREADS, else hardware concurrency).
 int num_threads();
+// Microseconds a kernel thread spins (yielding) between jobs before it sleeps.
+int thread_spin_us();
 // Change the pool size (>= 1). Not to be called while kernels run.
 void set_num_threads(int n);
 

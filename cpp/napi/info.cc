@@ -19,6 +19,7 @@ static Napi::Value info(const Napi::CallbackInfo& i) {
   o.Set("gemm", g.gemm);
   o.Set("gemmReason", g.gemm_why);
   o.Set("threads", num_threads());
+  o.Set("threadSpinUs", thread_spin_us());
 #ifdef BAYESLORA_WITH_CUDA
   o.Set("cudaCompiled", true);
 #else

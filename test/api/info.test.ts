@@ -45,6 +45,16 @@ describe('info', () => {
       expect((e as BayesLoraError).code).toBe('INVALID_ARGUMENT');
     }
   });
+  it('threadSpinUs: BAYESLORA_SPIN_US at start (default 50, bad values ignored), re-read by setThreads', () => {
+    // A child: the kernel pool reads the variable when it starts.
+    const code = `import { info, setThreads } from './ts/index.ts';
+      const a = info().threadSpinUs; process.env.BAYESLORA_SPIN_US = '0'; setThreads(info().threads);
+      console.log(JSON.stringify({ a, b: info().threadSpinUs }));`;
+    const probe = (v: string | undefined) => lastJsonLine(runTsSnippet(code, { ...process.env, BAYESLORA_SPIN_US: v }).stdout);
+    expect(probe(undefined)).toEqual({ a: 50, b: 0 });
+    expect(probe('250')).toEqual({ a: 250, b: 0 });
+    for (const bad of ['-1', 'fast', '2000000', '12x']) expect(probe(bad).a).toBe(50);
+  });
   it('a missing addon is NATIVE_UNAVAILABLE naming what was tried and how to build it', () => {
     // A child process: the addon is loaded once per process and cached.
     const code = `import { info } from './ts/index.ts';

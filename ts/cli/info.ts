@@ -16,6 +16,7 @@ export async function run(args: string[]): Promise<number> {
     ['simd', i.simd],
     ['gemm', `${i.gemm} (${i.gemmReason})`],
     ['threads', String(i.threads)],
+    ['thread spin', `${i.threadSpinUs} us between jobs (BAYESLORA_SPIN_US)`],
     ['cuda compiled', String(i.cudaCompiled)],
     ['cuda', i.cuda],
   ];
