@@ -64,7 +64,9 @@ void edge_tile(const GemmKernel& kern, int kc, const float* Ap, const float* Bp,
 
 // Below this many multiply-adds a pool wake-up (~10 us on the 2-core dev VM)
 // costs more than the second thread saves (measured: 64^3 ran 1.5x slower
-// threaded than OpenBLAS's single thread; ~100^3 breaks even).
+// threaded than OpenBLAS's single thread; ~100^3 breaks even). Measured when
+// pool workers slept between jobs; a spinning worker (core/threads.cc) starts
+// sooner, so the break-even may now be lower (not re-measured).
 constexpr int64_t kParallelMinWork = int64_t(100) * 100 * 100;
 
 }  // namespace
