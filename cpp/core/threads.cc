@@ -6,10 +6,11 @@
 // microseconds of serial work between them. Sleeping after each one cost a
 // futex wake, a context switch and a futex wait per job and thread: 7-11% of
 // a 2-thread 20m training step or Fisher pass went to the scheduler. The spin
-// is short (BAYESLORA_SPIN_US, default 50 microseconds; 0 = always sleep; read
-// when the pool starts or is resized) and
-// yields the core, so another runnable thread (an OpenBLAS worker, libuv)
-// still gets it, as OpenBLAS's own threads do while they wait.
+// is short (BAYESLORA_SPIN_US, default 50 microseconds, at most 100000;
+// 0 = always sleep; read when the pool starts or is resized) and yields the
+// core, so another runnable thread (an OpenBLAS worker, libuv) still gets it,
+// as OpenBLAS's own threads do while they wait. Measured paired in one process
+// by bench/pool.ts; with 4 threads on the 2 cores it was no slower either.
 #include "core/threads.h"
 
 #include <algorithm>
