@@ -47,8 +47,8 @@ interface Sizes {
   mcSamples: number;
 }
 
-/** Seeded random full-length multiple-choice batches (the same for every model of a run). */
-function randomData(vocab: number, s: Sizes, seed: number): McBatch[] {
+/** Seeded random full-length multiple-choice batches, C = 4 (the same for every model of a run; bench/pool.ts uses them too). */
+export function randomData(vocab: number, s: Pick<Sizes, 'examples' | 'seq' | 'batch'>, seed: number): McBatch[] {
   let st = seed >>> 0;
   const rnd = () => ((st = (Math.imul(st, 1664525) + 1013904223) >>> 0) / 2 ** 32);
   const out: McBatch[] = [];

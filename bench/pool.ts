@@ -20,28 +20,11 @@ import { Model } from '../ts/model.ts';
 import { Laplace } from '../ts/laplace/laplace.ts';
 import { info, setThreads } from '../ts/info.ts';
 import type { McBatch } from '../ts/data/batch.ts';
+import { randomData } from './laplace.ts';
 
 const C = 4;
 const TASKS = ['training epoch', 'sampled fit', 'predictive batch'] as const;
 type Task = (typeof TASKS)[number];
-
-function randomData(vocab: number, examples: number, T: number, B: number): McBatch[] {
-  let st = 3;
-  const rnd = () => ((st = (Math.imul(st, 1664525) + 1013904223) >>> 0) / 2 ** 32);
-  const out: McBatch[] = [];
-  for (let i = 0; i < examples; i += B)
-    out.push({
-      B,
-      T,
-      C,
-      ids: new Int32Array(B * T).map(() => 4 + Math.floor(rnd() * (vocab - 4))),
-      mask: new Uint8Array(B * T).fill(1),
-      last: new Int32Array(B).fill(T - 1),
-      rows: new Int32Array(B * C).map(() => 4 + Math.floor(rnd() * (vocab - 4))),
-      labels: new Int32Array(B).map(() => Math.floor(rnd() * C)),
-    });
-  return out;
-}
 
 /** Restart the pool with BAYESLORA_SPIN_US = spin (undefined: the default). */
 function usePool(spin: string | undefined, threads: number): void {
@@ -73,7 +56,7 @@ async function measure(spec: EngineModelSpec, rounds: number, threads: number, l
     const model = await Model.load(dir);
     try {
       model.addLora({ r: 8, alpha: 16, dropout: 0, targetModules: ['q_proj', 'v_proj', 'lm_head'], seed: 1 });
-      const data = randomData(Math.min(...ENGINE_MODELS.map((m) => m.vocab)), 16, 128, 4);
+      const data = randomData(Math.min(...ENGINE_MODELS.map((m) => m.vocab)), { examples: 16, seq: 128, batch: 4 }, 3);
       await timeTasks(model, data); // warm-up: workspaces, page faults
       const sleep: Record<Task, number[]> = { 'training epoch': [], 'sampled fit': [], 'predictive batch': [] };
       const spin: Record<Task, number[]> = { 'training epoch': [], 'sampled fit': [], 'predictive batch': [] };
