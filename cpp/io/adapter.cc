@@ -34,7 +34,7 @@ bool engaged(const json::Value* v) {
   return true;
 }
 
-void compile_regex(const std::string& pattern, const std::string& origin) {
+void check_regex(const std::string& pattern, const std::string& origin) {
   TargetRegex(pattern, origin + ": target_modules", code::kUnsupported);
 }
 
@@ -110,7 +110,7 @@ AdapterConfig parse_adapter_config_text(const std::string& text, const std::stri
     } else {
       if (tm->str().empty()) bad("target_modules", "must not be empty");
       c.target_regex = tm->str();
-      compile_regex(c.target_regex, origin);
+      check_regex(c.target_regex, origin);
     }
   } else if (tm->is_array()) {
     if (tm->items().empty()) bad("target_modules", "must not be empty");
@@ -141,7 +141,7 @@ AdapterConfig read_adapter_config(const std::string& path) {
 
 std::string adapter_config_to_json(const AdapterConfig& c) {
   validate(c, code::kInvalidArgument, "adapter config");
-  if (!c.target_regex.empty()) compile_regex(c.target_regex, "adapter config");
+  if (!c.target_regex.empty()) check_regex(c.target_regex, "adapter config");
   // The keys PEFT (0.10+) writes for a plain LoRA, sorted as json.dump(sort_keys=True) does.
   json::Value o = json::Value::object();
   o.set("alpha_pattern", json::Value::object());
@@ -184,8 +184,8 @@ void write_adapter_config(const std::string& path, const AdapterConfig& cfg) {
 
 bool adapter_targets_module(const AdapterConfig& cfg, const std::string& module_path) {
   if (!cfg.target_regex.empty())
-    return TargetRegex(cfg.target_regex, "adapter config: target_modules", code::kUnsupported)
-        .full_match(module_path);
+    return target_regex_full_match(cfg.target_regex, module_path, "adapter config: target_modules",
+                                   code::kUnsupported);
   for (const auto& t : cfg.target_modules) {
     if (module_path == t) return true;
     if (module_path.size() > t.size() && module_path.compare(module_path.size() - t.size(), t.size(), t) == 0 &&

@@ -2,7 +2,6 @@
 #include "model/lora.h"
 
 #include <cmath>
-#include <memory>
 
 #include "core/error.h"
 #include "model/target_regex.h"
@@ -46,14 +45,7 @@ bool lora_target_matches(const std::string& target, const std::string& path) {
 bool lora_targets(const LoraConfig& c, const std::string& path) {
   if (!c.target_regex.empty()) {
     // PEFT: a string target_modules is re.fullmatch'ed against the module path.
-    // Compiled once per pattern and thread (add_lora asks for every module).
-    thread_local std::string cached_pattern;
-    thread_local std::unique_ptr<TargetRegex> cached;
-    if (!cached || cached_pattern != c.target_regex) {
-      cached = std::make_unique<TargetRegex>(c.target_regex, "lora target_regex", code::kInvalidArgument);
-      cached_pattern = c.target_regex;
-    }
-    return cached->full_match(path);
+    return target_regex_full_match(c.target_regex, path, "lora target_regex", code::kInvalidArgument);
   }
   for (const auto& t : c.target_modules)
     if (lora_target_matches(t, path)) return true;

@@ -132,4 +132,15 @@ TargetRegex::TargetRegex(const std::string& pattern, const std::string& what, co
 
 bool TargetRegex::full_match(const std::string& path) const { return std::regex_match(path, *re_); }
 
+bool target_regex_full_match(const std::string& pattern, const std::string& path, const std::string& what,
+                             const char* syntax_code) {
+  thread_local std::string cached_pattern;
+  thread_local std::unique_ptr<TargetRegex> cached;
+  if (!cached || cached_pattern != pattern) {
+    cached = std::make_unique<TargetRegex>(pattern, what, syntax_code);
+    cached_pattern = pattern;
+  }
+  return cached->full_match(path);
+}
+
 }  // namespace bl

@@ -37,4 +37,9 @@ class TargetRegex {
   std::shared_ptr<const std::regex> re_;
 };
 
+// TargetRegex(pattern, what, syntax_code).full_match(path), compiled once per
+// pattern and thread: callers ask for every module path of a model in turn.
+bool target_regex_full_match(const std::string& pattern, const std::string& path, const std::string& what,
+                             const char* syntax_code);
+
 }  // namespace bl
