@@ -314,8 +314,8 @@ export async function run(args: string[] = []): Promise<object> {
   // implementations. Said in the output and the JSON; unset the variable (our
   // loader then picks SkylakeX for both sides) for the fair run.
   const likeForLike = gi.gemm === 'blas' || gi.blas === 'builtin';
-  if (!likeForLike)
-    log(`warning: not like for like: ours uses the built-in GEMM (${gi.gemmReason}) and the peer OpenBLAS's ${gi.openblasCoretype} kernels; run with OPENBLAS_CORETYPE unset for a fair comparison`);
+  const unlike = `ours used the built-in GEMM (${gi.gemmReason}) and the peer OpenBLAS's ${gi.openblasCoretype} kernels`;
+  if (!likeForLike) log(`warning: not like for like: ${unlike}; run with OPENBLAS_CORETYPE unset for a fair comparison`);
   const seq = flag(args, 'seq', quick ? 64 : 128);
   const batch = flag(args, 'batch', 4);
   const fitBatches = flag(args, 'fit-batches', 2);
@@ -412,9 +412,7 @@ export async function run(args: string[] = []): Promise<object> {
   }
   const peerInfo = results.find((x) => x.peer.torch)?.peer;
   return {
-    like_for_like: likeForLike
-      ? true
-      : `no: ours used the built-in GEMM (${gi.gemmReason}) and the peer OpenBLAS's ${gi.openblasCoretype} kernels`,
+    like_for_like: likeForLike ? true : `no: ${unlike}`,
     setup: {
       lora: LORA,
       classes: C,

@@ -58,9 +58,8 @@ async function measure(spec: EngineModelSpec, rounds: number, threads: number, l
       model.addLora({ r: 8, alpha: 16, dropout: 0, targetModules: ['q_proj', 'v_proj', 'lm_head'], seed: 1 });
       const data = randomData(Math.min(...ENGINE_MODELS.map((m) => m.vocab)), { examples: 16, seq: 128, batch: 4 }, 3);
       await timeTasks(model, data); // warm-up: workspaces, page faults
-      const sleep: Record<Task, number[]> = { 'training epoch': [], 'sampled fit': [], 'predictive batch': [] };
-      const spin: Record<Task, number[]> = { 'training epoch': [], 'sampled fit': [], 'predictive batch': [] };
-      const ratios: Record<Task, number[]> = { 'training epoch': [], 'sampled fit': [], 'predictive batch': [] };
+      const perTask = () => Object.fromEntries(TASKS.map((t) => [t, [] as number[]])) as Record<Task, number[]>;
+      const sleep = perTask(), spin = perTask(), ratios = perTask();
       for (let r = 0; r < rounds; r++) {
         const order: ('sleep' | 'spin')[] = r % 2 ? ['spin', 'sleep'] : ['sleep', 'spin'];
         const got: Partial<Record<'sleep' | 'spin', Record<Task, number>>> = {};
@@ -75,14 +74,10 @@ async function measure(spec: EngineModelSpec, rounds: number, threads: number, l
         }
         log(`${spec.name}: round ${r + 1} of ${rounds}`);
       }
-      return TASKS.map((task) => ({
-        model: spec.name,
-        task,
-        sleep_s: summarize(sleep[task]).median,
-        spin_s: summarize(spin[task]).median,
-        ratio: summarize(ratios[task]).median,
-        ratio_range: [Math.min(...ratios[task]), Math.max(...ratios[task])],
-      }));
+      return TASKS.map((task) => {
+        const r = summarize(ratios[task]);
+        return { model: spec.name, task, sleep_s: summarize(sleep[task]).median, spin_s: summarize(spin[task]).median, ratio: r.median, ratio_range: [r.min, r.max] };
+      });
     } finally {
       model.dispose();
     }
