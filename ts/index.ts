@@ -11,6 +11,7 @@ export { adapterFiles, isAdapterDir, readAdapterLoraConfig, checkpointDirName, s
 export { KfacAccumulator, Posterior, predictiveProbs, predictiveProbsReport } from './laplace/kfac.ts';
 export { saveLaplace, loadLaplace, adapterIdentity } from './laplace/persist.ts';
 export { Laplace, type LaplaceFitOptions, type LaplacePrediction } from './laplace/laplace.ts';
+export { tunePrior, DEFAULT_PRIOR_SCALES, type TunePriorOptions, type PriorTuning, type PriorGridPoint, type PriorObjective } from './laplace/tune-prior.ts';
 export { computeMetrics, reliabilityBins, fitTemperature, softmaxRows, type Metrics } from './eval/metrics.ts';
 export { runMainJob, type RunOptions } from './run/main-job.ts';
 export { pretrain, type PretrainOptions } from './pretrain.ts';

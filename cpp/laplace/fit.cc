@@ -258,13 +258,19 @@ FisherBatchStats fisher_batch(LlamaModel& m, const McBatchView& b, KfacAccumulat
   return st;
 }
 
-PredictBatchOut predict_batch(LlamaModel& m, const McBatchView& b, std::shared_ptr<const Posterior> post) {
+PredictBatchOut predict_batch(LlamaModel& m, const McBatchView& b, std::shared_ptr<const Posterior> post,
+                              const std::vector<double>& prior_scales) {
   const int B = b.B, C = b.C;
+  const size_t per_example = size_t(C) * size_t(C), G = prior_scales.size();
   PredictBatchOut r;
   r.B = B;
   r.C = C;
   r.logits.resize(size_t(B) * size_t(C));
-  r.lambda.resize(size_t(B) * size_t(C) * size_t(C));
+  r.lambda.resize(size_t(B) * per_example);
+  r.lambda_grid.resize(G * size_t(B) * per_example);
+  // Scale 1 (the posterior's own prior) first, then the requested ones.
+  std::vector<double> scales{1.0};
+  scales.insert(scales.end(), prior_scales.begin(), prior_scales.end());
   const int chunk = laplace_chunk(m, B, b.T, C);
   for (int i0 = 0; i0 < B; i0 += chunk) {
     const int nb = std::min(chunk, B - i0);
@@ -275,6 +281,7 @@ PredictBatchOut predict_batch(LlamaModel& m, const McBatchView& b, std::shared_p
     r.log_lik += f.log_lik;
     r.n_labelled += f.n_labelled;
     JacobianProjector jp(post, &m.backend());
+    jp.set_prior_scales(scales);
     jp.begin_batch(nb, C);
     std::vector<float> seed(size_t(nb) * size_t(C));
     for (int c = 0; c < C; ++c) {
@@ -284,8 +291,12 @@ PredictBatchOut predict_batch(LlamaModel& m, const McBatchView& b, std::shared_p
       jp.set_class(c);
       m.backward_mc(seed.data(), &jp, /*accumulate_grads=*/false, /*param_grads=*/false);
     }
-    const std::vector<double> lam = jp.lambda();
-    std::copy(lam.begin(), lam.end(), r.lambda.begin() + long(size_t(i0) * size_t(C) * size_t(C)));
+    const std::vector<double> lam = jp.lambda(0);
+    std::copy(lam.begin(), lam.end(), r.lambda.begin() + long(size_t(i0) * per_example));
+    for (size_t k = 0; k < G; ++k) {
+      const std::vector<double> lk = jp.lambda(int(k + 1));
+      std::copy(lk.begin(), lk.end(), r.lambda_grid.begin() + long((k * size_t(B) + size_t(i0)) * per_example));
+    }
   }
   release_free_heap();  // the projectors' Jacobians were just freed
   return r;

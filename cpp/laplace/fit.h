@@ -57,10 +57,14 @@ struct PredictBatchOut {
   int B = 0, C = 0;
   std::vector<float> logits;   // B x C mean logits mu
   std::vector<double> lambda;  // B x C x C logit covariance
+  // With prior_scales: scales x B x C x C, Lambda for the posterior's prior
+  // precisions times each scale (JacobianProjector::set_prior_scales).
+  std::vector<double> lambda_grid;
   double log_lik = 0;          // of labelled examples under the MAP
   int n_labelled = 0;
 };
-PredictBatchOut predict_batch(LlamaModel& m, const McBatchView& b, std::shared_ptr<const Posterior> post);
+PredictBatchOut predict_batch(LlamaModel& m, const McBatchView& b, std::shared_ptr<const Posterior> post,
+                              const std::vector<double>& prior_scales = {});
 
 // Per LoRA matrix id: ||theta*||^2; and the adapter identity (persist.h) over
 // all LoRA matrices (names, shapes, values).

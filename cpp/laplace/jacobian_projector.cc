@@ -2,6 +2,7 @@
 #include "laplace/jacobian_projector.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "core/error.h"
 #include "laplace/linalg64.h"
@@ -13,13 +14,28 @@ JacobianProjector::JacobianProjector(std::shared_ptr<const Posterior> post, Back
   BL_CHECK(post_ != nullptr, code::kInvalidArgument, "JacobianProjector: posterior is required");
 }
 
+void JacobianProjector::set_prior_scales(std::vector<double> scales) {
+  BL_CHECK(!scales.empty() && scales.size() <= 4096, code::kInvalidArgument,
+           "prior scales: need 1 to 4096 values, got ", scales.size());
+  for (double s : scales) {
+    BL_CHECK(std::isfinite(s) && s > 0, code::kInvalidArgument, "prior scales must be finite and > 0, got ", s);
+    for (double d : post_->prior())
+      BL_CHECK(d * s >= kMinPriorPrecision && d * s <= kMaxPriorPrecision, code::kInvalidArgument, "prior scale ", s,
+               " takes the prior precision ", d, " to ", d * s, ", outside [", kMinPriorPrecision, ", ",
+               kMaxPriorPrecision, "]");
+  }
+  scales_ = std::move(scales);
+  weights_.clear();
+  if (C_ > 0) begin_batch(B_, C_);  // a batch in progress restarts with Lambda sized for the new scales
+}
+
 void JacobianProjector::begin_batch(int B, int C) {
   BL_CHECK(B >= 0 && C >= 1 && C <= 4096, code::kInvalidArgument, "JacobianProjector: need B >= 0, 1 <= C <= 4096");
   B_ = B;
   C_ = C;
   cur_ = 0;
   const size_t n = size_t(post_->num_layers()) * size_t(B) * size_t(C);
-  lambda_.assign(size_t(B) * size_t(C) * size_t(C), 0.0);
+  lambda_.assign(scales_.size() * size_t(B) * size_t(C) * size_t(C), 0.0);
   proj_.assign(n, {});
   jac_.assign(n, {});
   seen_.assign(n, 0);
@@ -177,6 +193,33 @@ void JacobianProjector::project_many(int l, const SparseJ* J, int nb, double* P)
   }
 }
 
+const std::vector<double>& JacobianProjector::weights(int l) {
+  if (weights_.empty()) weights_.resize(size_t(post_->num_layers()));
+  std::vector<double>& W = weights_[size_t(l)];
+  const LayerEigen& e = post_->layer(l);
+  const size_t M = size_t(e.ka) * size_t(e.kg), S = scales_.size();
+  if (W.size() == M * S) return W;
+  W.resize(M * S);
+  pp_.resize(M);
+  for (size_t k = 0; k < S; ++k) {
+    post_->quad_weights(l, scales_[k], pp_.data());
+    for (size_t m = 0; m < M; ++m) W[m * S + k] = pp_[m];
+  }
+  return W;
+}
+
+// sum_i a_i b_i with eight independent partial sums: no loop-carried
+// dependence on one accumulator, so the compiler can vectorise it.
+static double dot(const double* a, const double* b, size_t n) {
+  double s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (size_t u = 0; u < 8; ++u) s[u] += a[i + u] * b[i + u];
+  double r = ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7]));
+  for (; i < n; ++i) r += a[i] * b[i];
+  return r;
+}
+
 void JacobianProjector::accept(int l, int b, int c, SparseJ&& J, std::vector<double>&& P) {
   const LayerEigen& e = post_->layer(l);
   const size_t base = (size_t(l) * size_t(B_) + size_t(b)) * size_t(C_);
@@ -194,7 +237,8 @@ void JacobianProjector::accept(int l, int b, int c, SparseJ&& J, std::vector<dou
   seen_[base + size_t(c)] = 1;
   const std::vector<double>& Pc = proj_[base + size_t(c)];
   const size_t Cn = size_t(C_), din = size_t(e.d_in);
-  double* Lb = &lambda_[size_t(b) * Cn * Cn];
+  const size_t per_scale = size_t(B_) * Cn * Cn, S = scales_.size(), M = Pc.size();
+  const std::vector<double>& W = weights(l);
   for (int c2 = 0; c2 < C_; ++c2) {
     if (!seen_[base + size_t(c2)]) continue;
     const std::vector<double>& P2 = proj_[base + size_t(c2)];
@@ -217,9 +261,25 @@ void JacobianProjector::accept(int l, int b, int c, SparseJ&& J, std::vector<dou
         }
       }
     }
-    const double q = post_->quad_from_projections(l, Pc.data(), P2.data(), frob);
+    // Posterior::quad_from_projections for every scale: frob / delta_k -
+    // sum_m w_mk (PJ_m PJ2_m). One scale: a dot product; several: the
+    // products once, each added into all scales' sums (contiguous in W).
+    pp_.resize(M);
+    for (size_t m = 0; m < M; ++m) pp_[m] = Pc[m] * P2[m];
+    qsum_.assign(S, 0.0);
+    if (S == 1) {
+      qsum_[0] = dot(W.data(), pp_.data(), M);
+    } else {
+      double* q = qsum_.data();
+      for (size_t m = 0; m < M; ++m) {
+        const double t = pp_[m];
+        const double* w = &W[m * S];
+        for (size_t k = 0; k < S; ++k) q[k] += w[k] * t;
+      }
+    }
     const size_t hi = size_t(std::max(c, c2)), lo = size_t(std::min(c, c2));
-    Lb[hi * Cn + lo] += q;
+    for (size_t k = 0; k < S; ++k)
+      lambda_[k * per_scale + size_t(b) * Cn * Cn + hi * Cn + lo] += frob / post_->prior_at(l, scales_[k]) - qsum_[k];
   }
   if (last)  // every class of this example and layer is in: free its Jacobians and projections
     for (size_t c2 = 0; c2 < Cn; ++c2) {
@@ -228,9 +288,11 @@ void JacobianProjector::accept(int l, int b, int c, SparseJ&& J, std::vector<dou
     }
 }
 
-std::vector<double> JacobianProjector::lambda() const {
-  std::vector<double> out(lambda_);
-  const size_t Cn = size_t(C_);
+std::vector<double> JacobianProjector::lambda(int k) const {
+  BL_CHECK(k >= 0 && k < num_scales(), code::kInvalidArgument, "prior scale index ", k, " out of range");
+  const size_t Cn = size_t(C_), per_scale = size_t(B_) * Cn * Cn;
+  std::vector<double> out(lambda_.begin() + long(size_t(k) * per_scale),
+                          lambda_.begin() + long(size_t(k + 1) * per_scale));
   for (size_t b = 0; b < size_t(B_); ++b) {
     double* L = &out[b * Cn * Cn];
     for (size_t i = 0; i < Cn; ++i)

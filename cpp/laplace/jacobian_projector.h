@@ -36,6 +36,16 @@ class JacobianProjector : public LoraObserver {
   // `be`: backend whose memory observe() receives (copied to host if needed).
   explicit JacobianProjector(std::shared_ptr<const Posterior> post, Backend* be = nullptr);
 
+  // Also (or instead) form Lambda for the posterior's prior precisions times
+  // each of `scales` (finite, > 0, every scaled precision inside the
+  // posterior's safe range); lambda(k) is the one for scales[k]. The default
+  // is {1}: the posterior's own prior. The Jacobian passes and projections do
+  // not depend on the prior, so each extra scale costs only the quadratic
+  // forms (O(ka kg) per layer and class pair), not another pass of the model.
+  // Set before begin_batch.
+  void set_prior_scales(std::vector<double> scales);
+  int num_scales() const { return int(scales_.size()); }
+
   // Start a batch of B examples and C classes; Lambda is reset to zero.
   void begin_batch(int B, int C);
   // The class whose backward pass comes next.
@@ -53,8 +63,8 @@ class JacobianProjector : public LoraObserver {
   // class c, layer l. Each (l, b, c) may be given once per batch.
   void add_jacobian(int l, int b, int c, const float* J);
 
-  // B x C x C, symmetric.
-  std::vector<double> lambda() const;
+  // B x C x C, symmetric, for prior scale k (set_prior_scales).
+  std::vector<double> lambda(int k = 0) const;
   int batch() const { return B_; }
   int classes() const { return C_; }
 
@@ -70,7 +80,14 @@ class JacobianProjector : public LoraObserver {
   std::shared_ptr<const Posterior> post_;
   Backend* be_;
   int B_ = 0, C_ = 0, cur_ = 0;
-  std::vector<double> lambda_;                    // B x C x C (lower triangle filled)
+  // Layer l's quadratic-form weights (Posterior::quad_weights), ka*kg x
+  // scales (scale index fastest), made on the layer's first Jacobian: a
+  // division per eigen-direction and scale once, not per example and class pair.
+  const std::vector<double>& weights(int l);
+  std::vector<double> scales_{1.0};               // prior scales (set_prior_scales)
+  std::vector<std::vector<double>> weights_;      // by layer, empty until first used
+  std::vector<double> pp_, qsum_;                 // scratch: PJ_m PJ2_m, per-scale sums
+  std::vector<double> lambda_;                    // scales x B x C x C (lower triangles filled)
   std::vector<std::vector<double>> proj_;          // [(l*B + b)*C + c] projections
   std::vector<SparseJ> jac_;                       // same index; kept for low-rank layers
   std::vector<uint8_t> seen_;                      // same index

@@ -213,11 +213,21 @@ void Posterior::project(int l, const double* J, double* out) const {
   la::gemm_tn(e.d_out, e.kg, e.ka, e.Ug.data(), JU.data(), out);       // Ug^T (J Ua)
 }
 
-double Posterior::quad_from_projections(int l, const double* PJ, const double* PJ2, double frob) const {
+void Posterior::quad_weights(int l, double prior_scale, double* w) const {
   const LayerEigen& e = layers_[size_t(l)];
-  const double delta = delta_[size_t(l)];
+  const double delta = prior_at(l, prior_scale);
+  for (int j = 0; j < e.kg; ++j)
+    for (int i = 0; i < e.ka; ++i) {
+      const double f = e.fisher_eig(i, j);
+      w[size_t(j) * size_t(e.ka) + size_t(i)] = f == 0 ? 0.0 : f / (delta * (f + delta));
+    }
+}
+
+double Posterior::quad_from_projections(int l, const double* PJ, const double* PJ2, double frob,
+                                        double prior_scale) const {
+  const LayerEigen& e = layers_[size_t(l)];
+  const double delta = prior_at(l, prior_scale);
   double s = frob / delta;
-  // 1/(f + delta) - 1/delta = -f / (delta (f + delta)), without cancellation.
   for (int j = 0; j < e.kg; ++j)
     for (int i = 0; i < e.ka; ++i) {
       const double f = e.fisher_eig(i, j);

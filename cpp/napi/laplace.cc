@@ -457,7 +457,8 @@ Napi::Value PosteriorWrap::Lambda(const Napi::CallbackInfo& info) {
       {info.This()});
 }
 
-// predictBatch(model, batch) -> {logits [B*C], lambda [B*C*C], logLik, nLabelled}
+// predictBatch(model, batch, {cancel?, priorScales?}) -> {logits [B*C], lambda [B*C*C], logLik, nLabelled,
+//   lambdaGrid [S*B*C*C] with priorScales (S values): Lambda at the prior times each scale, same passes}
 Napi::Value PosteriorWrap::PredictBatch(const Napi::CallbackInfo& info) {
   auto p = post();
   auto lease = std::make_shared<ModelLease>(model_handle(info[0]));
@@ -470,21 +471,29 @@ Napi::Value PosteriorWrap::PredictBatch(const Napi::CallbackInfo& info) {
     BL_CHECK(mi.d_in == e.d_in && mi.d_out == e.d_out, code::kShapeMismatch, "posterior layer '", e.name,
              "' is ", e.d_out, "x", e.d_in, ", the model's LoRA matrix ", e.id, " is ", mi.d_out, "x", mi.d_in);
   }
-  auto cancel = cancel_arg(options_arg(info, 2, "options"));
+  const Napi::Object opts = options_arg(info, 2, "options");
+  auto cancel = cancel_arg(opts);
+  std::vector<double> scales;
+  const bool grid = has(opts, "priorScales");
+  if (grid) {
+    scales = read_f64_list(opts.Get("priorScales"), "priorScales");
+    JacobianProjector(p).set_prior_scales(scales);  // validates now: a typed error before any pass runs
+  }
   auto lk = std::make_shared<Lock>(h_.busy, "the posterior");
   auto out = std::make_shared<PredictBatchOut>();
   return run_async(
       info.Env(), "bayeslora.laplace.predictBatch",
-      [p, lease, batch, lk, out, cancel] {
+      [p, lease, batch, lk, out, cancel, scales] {
         CancelScope cs(cancel);
-        *out = predict_batch(lease->model(), batch->view(), p);
+        *out = predict_batch(lease->model(), batch->view(), p, scales);
       },
-      [lease, lk, out](Napi::Env env) -> Napi::Value {
+      [lease, lk, out, grid](Napi::Env env) -> Napi::Value {
         lk->release();
         lease->report_memory(env);
         Napi::Object r = Napi::Object::New(env);
         r.Set("logits", to_f32(env, out->logits.data(), out->logits.size()));
         r.Set("lambda", to_f64(env, out->lambda.data(), out->lambda.size()));
+        if (grid) r.Set("lambdaGrid", to_f64(env, out->lambda_grid.data(), out->lambda_grid.size()));
         r.Set("logLik", out->log_lik);
         r.Set("nLabelled", out->n_labelled);
         return r;

@@ -209,6 +209,43 @@ describe('bayeslora fit + predict', () => {
     expect(readPreds(preds)).toHaveLength(N_TEST);
   });
 
+  it('fit --validation chooses the prior on held-out data: a grid scale of the marglik prior, recorded in fit.json', async () => {
+    const out = path.join(dir, 'fit-val');
+    const valFile = path.join(dir, 'validation.jsonl');
+    writeFileSync(valFile, Array.from({ length: 7 }, (_, i) => mcLine(200 + i, true)).join('\n') + '\n');
+    const r = await capture(() =>
+      fitRun(['--model', modelDir, '--adapter', adapterDir, '--data', trainFile, '--out', out, '--batch', '8', '--validation', valFile]),
+    );
+    expect(r.value).toBe(0);
+    const s = JSON.parse(readFileSync(path.join(out, 'fit.json'), 'utf8'));
+    const marglik = JSON.parse(readFileSync(path.join(fitOut, 'fit.json'), 'utf8')).prior[0];
+    const t = s.priorTuning;
+    expect(t.validation).toBe(valFile);
+    expect(t.objective).toBe('nll');
+    expect(t.n).toBe(7);
+    expect(t.grid).toHaveLength(25);
+    const best = t.grid.reduce((a: { nll: number }, g: { nll: number }) => (g.nll < a.nll ? g : a));
+    expect(t.scale).toBe(best.scale);
+    expect(Math.abs(s.prior[0] / (marglik * t.scale) - 1)).toBeLessThan(1e-12);
+    // the saved posterior carries the chosen prior
+    const rep = await capture(() =>
+      predictPosterior(parsePredictArgs(['--model', modelDir, '--adapter', out, '--posterior', path.join(out, 'posterior.safetensors'), '--data', testFile, '--out', path.join(dir, 'preds-val.jsonl'), '--method', 'probit'])),
+    );
+    expect(rep.value.metrics!.n).toBe(6);
+    // a validation file must be labelled: it is what the prior is chosen on
+    await expectCode(
+      () => fitRun(['--model', modelDir, '--adapter', adapterDir, '--data', trainFile, '--out', path.join(dir, 'never'), '--validation', testFile]),
+      'BAD_FILE',
+      /missing "answer"/,
+    );
+    await expectCode(
+      () => fitRun(['--model', modelDir, '--adapter', adapterDir, '--data', trainFile, '--out', path.join(dir, 'never'), '--validation', path.join(dir, 'missing.jsonl')]),
+      'BAD_FILE',
+      /missing\.jsonl/,
+    );
+    expect(existsSync(path.join(dir, 'never'))).toBe(false);
+  });
+
   it('predict refuses a posterior fitted for another adapter (typed error, no output)', async () => {
     const out = path.join(dir, 'preds-mismatch.jsonl');
     const args = ['--model', modelDir, '--adapter', otherAdapterDir, '--posterior', path.join(fitOut, 'posterior.safetensors'), '--data', testFile, '--out', out];

@@ -9,6 +9,7 @@ import { run } from '../../ts/cli/run.ts';
 import { BayesLoraError } from '../../ts/errors.ts';
 import { info } from '../../ts/info.ts';
 import { runMainJob, type RunOptions } from '../../ts/run/main-job.ts';
+import { DEFAULT_PRIOR_SCALES } from '../../ts/laplace/tune-prior.ts';
 
 describe('bayeslora run --quick', () => {
   it('fine-tunes, fits Laplace and writes the report', async () => {
@@ -46,6 +47,26 @@ describe('bayeslora run --quick', () => {
       rmSync(out, { recursive: true, force: true });
     }
   }, 600_000);
+
+  it('the extra rows of a full run: LA-expand, LA-sampled, and LA-val with its prior a grid scale of the marglik one', async () => {
+    const out = mkdtempSync(path.join(os.tmpdir(), 'bayeslora-run-extras-'));
+    try {
+      const report = await runMainJob({
+        model: 'models/wordnet-tiny', train: 'data/wn-category/train-small.jsonl', test: 'data/wn-category/test.jsonl',
+        validation: 'data/wn-category/validation.jsonl', shift: [], out, seeds: 1, ensembleMembers: 0, format: 'choice', maxLength: 96,
+        lora: { r: 4, alpha: 8, dropout: 0.1, targetModules: ['q_proj', 'v_proj', 'lm_head'] },
+        lr: 2e-3, epochs: 1, batchSize: 16, checkpoints: 1, mcdPasses: 2, laSamples: 500, nKfac: 'auto', extras: true,
+        limits: { train: 128, test: 64, validation: 96 }, log: () => {},
+      });
+      const rows = report.rows.filter((r) => r.split === 'test' && r.step === 8);
+      for (const m of ['LA', 'LA-expand', 'LA-sampled', 'LA-val']) expect(rows.some((r) => r.method === m), m).toBe(true);
+      const prior = (method: string) => report.priors.find((p) => p.method === method && p.step === 8)!.delta[0];
+      const scale = prior('LA-val') / prior('LA');
+      expect(DEFAULT_PRIOR_SCALES.some((s) => Math.abs(scale / s - 1) < 1e-9), `scale ${scale}`).toBe(true);
+    } finally {
+      rmSync(out, { recursive: true, force: true });
+    }
+  }, 300_000);
 
   it('bad flags are INVALID_ARGUMENT naming the flag, before anything is read or written', async () => {
     const out = path.join(mkdtempSync(path.join(os.tmpdir(), 'bayeslora-run-')), 'out');

@@ -14,6 +14,7 @@ import { Laplace } from '../../ts/laplace/laplace.ts';
 import { Model } from '../../ts/model.ts';
 import { loadNative } from '../../ts/native.ts';
 import { makeTinyCheckpoint } from '../helpers/tiny-checkpoint.ts';
+import { paddedMcBatch } from './mc-batch.ts';
 import { factorDense, kronPrecision, logdetSpd, maxAbs, maxAbsDiff, randnArray, rng, solveSpd } from './dense.ts';
 
 const VOCAB = 32;
@@ -46,26 +47,8 @@ afterAll(() => {
 });
 
 /** B examples, right-padded to T, real lengths `lens`, C answer rows each. */
-function mcBatch(seed: number, lens: number[], T: number, C: number, labelled = true): McBatch {
-  const r = rng(seed);
-  const B = lens.length;
-  const ids = new Int32Array(B * T);
-  const mask = new Uint8Array(B * T);
-  const last = new Int32Array(B);
-  const rows = new Int32Array(B * C);
-  const labels = new Int32Array(B);
-  for (let b = 0; b < B; b++) {
-    for (let t = 0; t < T; t++) {
-      ids[b * T + t] = Math.floor(r() * VOCAB);
-      mask[b * T + t] = t < lens[b] ? 1 : 0;
-    }
-    last[b] = lens[b] - 1;
-    const perm = Array.from({ length: VOCAB }, (_, i) => i).sort(() => r() - 0.5);
-    for (let c = 0; c < C; c++) rows[b * C + c] = perm[c];
-    labels[b] = labelled ? Math.floor(r() * C) : -1;
-  }
-  return { B, T, C, ids, mask, last, rows, labels };
-}
+const mcBatch = (seed: number, lens: number[], T: number, C: number, labelled = true): McBatch =>
+  paddedMcBatch(VOCAB, seed, lens, T, C, labelled);
 
 /** Per LoRA matrix id: the model's current gradient [dOut x dIn] (A: r x dIn, B: dOut x r). */
 function gradsById(): Float32Array[] {

@@ -1,7 +1,8 @@
 // `bayeslora fit`: fit a Laplace posterior over a fine-tuned PEFT LoRA adapter.
 // Loads the model and adapter, encodes the training JSONL the way the main
 // job does (ts/run/datasets.ts), runs the K-FAC Fisher passes, chooses the
-// prior precision by the marginal likelihood (or takes a fixed one), and
+// prior precision by the marginal likelihood (or takes a fixed one; with
+// --validation, the multiple of it that minimises validation NLL), and
 // writes <out>/posterior.safetensors next to a copy of the adapter, plus
 // <out>/fit.json (the summary and the encoding settings, which `predict`
 // reuses as its defaults so test data is encoded like the training data).
@@ -14,9 +15,11 @@ import { Laplace, type FisherType, type LaplaceSummary } from '../laplace/laplac
 import type { TokenHandling } from '../laplace/kfac.ts';
 import { Model } from '../model.ts';
 import { Tokenizer } from '../tokenizer.ts';
-import { loadTask, trainBatches } from '../run/datasets.ts';
+import { evalBatches, loadTask, trainBatches } from '../run/datasets.ts';
+import type { PriorGridPoint } from '../laplace/tune-prior.ts';
+import type { McBatch } from '../data/batch.ts';
 import type { AnswerFormat } from '../data/format.ts';
-import { choiceArg, intArg, parseCli, positiveArg, required } from './args.ts';
+import { choiceArg, intArg, parseCli, positiveArg, required, strArg } from './args.ts';
 
 const CMD = 'fit';
 
@@ -36,6 +39,9 @@ const HELP = `usage: bayeslora fit --model DIR --adapter DIR --data train.jsonl 
   --last-layer         last-layer Laplace: only the LM head's LoRA matrices
   --prior P            marglik (default: maximise the marginal likelihood) | a precision > 0
   --per-layer-prior    with marglik: one prior precision per LoRA matrix
+  --validation FILE    labelled JSONL: choose the prior on it instead (the scale of the marglik or
+                       given prior, 0.01x to 10^4x, whose MC predictive has the lowest NLL there;
+                       Laplace.tunePrior), recorded as priorTuning
   --format F           answer format: choice (default) | letter
   --batch N            examples per Fisher batch (default 16)
   --max-length N       tokens kept per example, from the right (default min(1024, model context))
@@ -60,6 +66,8 @@ export interface FitCliOptions {
   lastLayer: boolean;
   prior: number | 'marglik';
   perLayerPrior: boolean;
+  /** Held-out JSONL to choose the prior on (Laplace.tunePrior), or undefined. */
+  validation?: string;
   format: AnswerFormat;
   batch: number;
   /** undefined: min(1024, the model's max_position_embeddings). */
@@ -81,6 +89,8 @@ export interface FitReport {
   maxLength: number;
   batch: number;
   prior: number[];
+  /** With --validation: the chosen scale of the first prior, the grid and the examples scored. */
+  priorTuning?: { validation: string; scale: number; objective: string; n: number; grid: PriorGridPoint[] };
   logMarglik: number;
   params: number;
   layers: number;
@@ -107,6 +117,7 @@ export function parseFitArgs(args: string[]): FitCliOptions {
     'last-layer': { type: 'boolean' },
     prior: { type: 'string' },
     'per-layer-prior': { type: 'boolean' },
+    validation: { type: 'string' },
     format: { type: 'string' },
     batch: { type: 'string' },
     'max-length': { type: 'string' },
@@ -127,6 +138,7 @@ export function parseFitArgs(args: string[]): FitCliOptions {
     lastLayer: v['last-layer'] === true,
     prior,
     perLayerPrior: v['per-layer-prior'] === true,
+    validation: strArg(v, 'validation') === undefined ? undefined : path.resolve(strArg(v, 'validation')!),
     format: choiceArg(CMD, v, 'format', ['choice', 'letter'] as const, 'choice'),
     batch: intArg(CMD, v, 'batch', 16, 1, 1_000_000),
     maxLength: v['max-length'] === undefined ? undefined : intArg(CMD, v, 'max-length', 0, 2, 1 << 24),
@@ -157,6 +169,13 @@ export async function fitPosterior(o: FitCliOptions, hooks: FitHooks = {}): Prom
     if (task.encoded.length === 0) throw invalid(`${CMD}: ${o.data} has no examples`);
     hooks.log?.(`${task.encoded.length} examples, C = ${task.C}, ${o.fisher} Fisher, tokens ${o.tokens}${o.lastLayer ? ', last layer' : ''}`);
     const batches = trainBatches(task, tok, o.batch, maxLength, o.seed);
+    // The validation file is read before the fit, so that a bad one fails at once.
+    let valBatches: McBatch[] | undefined;
+    if (o.validation) {
+      const val = await loadTask(tok, o.validation, { format: o.format, maxLength });
+      if (val.encoded.length === 0) throw invalid(`${CMD}: ${o.validation} has no examples`);
+      valBatches = evalBatches(val, tok, o.batch, maxLength);
+    }
     const la = await Laplace.fit(model, batches, {
       fisher: o.fisher,
       samples: o.samples,
@@ -169,6 +188,13 @@ export async function fitPosterior(o: FitCliOptions, hooks: FitHooks = {}): Prom
       onBatch: (i) => hooks.progress?.(i + 1, batches.length),
     });
     try {
+      let priorTuning: FitReport['priorTuning'];
+      if (o.validation && valBatches) {
+        const t = await la.tunePrior(valBatches, { seed: o.seed });
+        for (const w of t.warnings) hooks.log?.(w);
+        hooks.log?.(`prior chosen on ${t.n} validation examples: ${t.scale.toPrecision(3)}x, NLL ${t.grid.find((g) => g.scale === t.scale)!.nll.toFixed(4)}`);
+        priorTuning = { validation: o.validation, scale: t.scale, objective: t.objective, n: t.n, grid: t.grid };
+      }
       mkdirSync(o.out, { recursive: true });
       const from = adapterFiles(o.adapter);
       const to = adapterFiles(o.out);
@@ -193,6 +219,7 @@ export async function fitPosterior(o: FitCliOptions, hooks: FitHooks = {}): Prom
         maxLength,
         batch: o.batch,
         prior: s.priorPrecision,
+        priorTuning,
         logMarglik: s.logMarglik,
         params: s.params,
         layers: s.layers,

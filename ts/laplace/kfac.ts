@@ -148,13 +148,17 @@ export class Posterior {
   /**
    * Mean logits and logit covariance of a multiple-choice batch: one forward
    * and C backward passes of the model, Jacobians projected per layer.
+   * With `priorScales` (S values, each > 0), also `lambdaGrid` [S*B*C*C]: the
+   * logit covariance with the prior precisions multiplied by each scale, from
+   * the same passes (the projections do not depend on the prior).
    */
   predictBatch(
     model: HasNativeModel,
     batch: McBatch,
-    o: { signal?: AbortSignal } = {},
-  ): Promise<{ logits: Float32Array; lambda: Float64Array; logLik: number; nLabelled: number }> {
-    return cancellable(o.signal, 'predictBatch', (cancel) => nativeAsync(() => this.raw.predictBatch(model.native, batch, { cancel })));
+    o: { signal?: AbortSignal; priorScales?: ArrayLike<number> } = {},
+  ): Promise<{ logits: Float32Array; lambda: Float64Array; lambdaGrid?: Float64Array; logLik: number; nLabelled: number }> {
+    const opts = o.priorScales === undefined ? {} : { priorScales: Array.from(o.priorScales) };
+    return cancellable(o.signal, 'predictBatch', (cancel) => nativeAsync(() => this.raw.predictBatch(model.native, batch, { cancel, ...opts })));
   }
   /** Bytes held by the eigen form (eigenvectors and eigenvalues). */
   memoryBytes(): number {

@@ -20,6 +20,7 @@ import {
   type TokenHandling,
 } from './kfac.ts';
 import { loadLaplace, saveLaplace } from './persist.ts';
+import { tunePrior, type PriorTuning, type TunePriorOptions } from './tune-prior.ts';
 
 export type FisherType = 'exact' | 'sampled' | 'empirical';
 
@@ -219,6 +220,16 @@ export class Laplace {
   optimizePrior(o: { perLayer?: boolean; range?: [number, number]; signal?: AbortSignal } = {}): Promise<PriorFit> {
     const [min, max] = o.range ?? [1e-8, 1e8];
     return this.posterior.optimizePrior({ logLik: this.logLik, thetaNormSq: this.thetaNormSq(), perLayer: o.perLayer, min, max, signal: o.signal });
+  }
+
+  /**
+   * Choose the prior precision on held-out labelled batches instead of the
+   * marginal likelihood: every prior precision times each of a grid of scales
+   * (default 0.01x to 10^4x), scored by the predictive's NLL (or Brier, ECE)
+   * from one predictive pass per batch; the best is set. See tune-prior.ts.
+   */
+  tunePrior(batches: McBatch[], o: TunePriorOptions = {}): Promise<PriorTuning> {
+    return tunePrior(this.posterior, this.model, batches, o);
   }
 
   /** Linearised predictive of a batch: one forward, C backward passes, then the link approximation. */

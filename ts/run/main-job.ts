@@ -299,23 +299,13 @@ export async function runMainJob(o: RunOptions): Promise<RunReport> {
             }
             add(`predict_${v.method}_s`, now() - tp);
             if (isFinal && o.extras && seed === 0 && v.method === 'LA') {
-              // LA-val: the prior precision that minimises validation NLL (probit), on a grid
-              // around the marglik optimum; the same posterior otherwise.
+              // LA-val: the prior precision that minimises validation NLL (MC, as the LA
+              // row), on a grid of 0.01x..10^4x the marglik prior in quarter decades, over
+              // the whole validation split: one predictive pass serves every grid point.
               const tv = now();
-              const d0 = la.posterior.prior()[0];
-              let best = { nll: Infinity, delta: d0 };
-              // The first 128 validation examples keep the grid search affordable
-              // (each grid point is a full Jacobian pass).
-              const valPart: EvalSet = { ...valEval, batches: valEval.batches.slice(0, Math.ceil(128 / EB)) };
-              const nPart = valPart.batches.reduce((a, b) => a + b.B, 0);
-              for (const f of [0.01, 0.1, 1, 10, 100]) {
-                la.posterior.setPrior({ delta: d0 * f });
-                const p = await laProbs(la, valPart, 'probit', 1, seed);
-                const nll = computeMetrics(p.subarray(0, nPart * valSet.C), valSet.labels.subarray(0, nPart), valSet.C).nll;
-                if (nll < best.nll) best = { nll, delta: d0 * f };
-              }
-              la.posterior.setPrior({ delta: best.delta });
-              priors.push({ seed, step: at.step, method: 'LA-val', delta: [best.delta] });
+              const tuned = await la.tunePrior(valEval.batches, { objective: 'nll', method: 'mc', samples: 1000, seed });
+              for (const w of tuned.warnings) o.log(`LA-val (seed ${seed}, step ${at.step}): ${w}`);
+              priors.push({ seed, step: at.step, method: 'LA-val', delta: [tuned.priorPrecision[0]] });
               for (const s of evalSets) {
                 const p = await laProbs(la, s, 'mc', o.laSamples, seed);
                 seedRows.push(seedRow(seed, s.task.name, s.split, at.step, 'LA-val', p, s.task.labels, s.task.C));
