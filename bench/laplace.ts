@@ -90,6 +90,12 @@ interface FitRun {
   log_marglik: number;
   /** Laplace.predict seconds per example, one entry per timed batch. */
   predict: number[];
+  /**
+   * Laplace.tunePrior over the same batches (25 prior scales, MC 1000 samples),
+   * seconds per example: what choosing the prior on held-out data costs next to
+   * one predictive pass (null when predict is off).
+   */
+  tune_prior_s_per_example: number | null;
 }
 
 /** Laplace.fit (timed) over `data`, optionally predict on the first batches (timed) and save (size). */
@@ -107,6 +113,13 @@ async function fitRun(model: Model, data: McBatch[], o: LaplaceFitOptions, s: Si
       await la.predict(data[i], { method: 'mc', samples: s.mcSamples, seed: i });
       predictTimes.push(secs(tp) / data[i].B);
     }
+    let tune_prior_s_per_example: number | null = null;
+    if (predict && predictTimes.length > 0) {
+      const held = data.slice(0, predictTimes.length);
+      const tt = performance.now();
+      await la.tunePrior(held, { method: 'mc', samples: s.mcSamples });
+      tune_prior_s_per_example = secs(tt) / held.reduce((a, b) => a + b.B, 0);
+    }
     return {
       fit_s,
       fisher_s: sum.fisherSeconds,
@@ -119,6 +132,7 @@ async function fitRun(model: Model, data: McBatch[], o: LaplaceFitOptions, s: Si
       prior_precision: sum.priorPrecision[0],
       log_marglik: sum.logMarglik,
       predict: predictTimes,
+      tune_prior_s_per_example,
     };
   } finally {
     la.dispose();
@@ -190,6 +204,7 @@ async function measure(spec: EngineModelSpec, s: Sizes, log: (m: string) => void
         train_peak_bytes,
         step_s_per_example: stepPerEx,
         predict_s_per_example: summarize(exact.predict).median,
+        tune_prior_s_per_example: exact.tune_prior_s_per_example,
         train_peak_detail: { weight_bytes: weightBytes, native_bytes: info.nativeBytes, rss_after_train_bytes: rssAfterTrain },
         step_s: summarize(steps),
         sampled: detail(sampled),

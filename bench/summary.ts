@@ -47,6 +47,8 @@ function laplace(j: J): string {
     rows.push([m.name, 'fit, exact Fisher', `${f(m.fit_exact_s)} s`, `<= ${f(t.fit_exact_max_s)} s`, ok(t.fit_exact_ok)]);
     rows.push([m.name, 'posterior bytes', mib(m.posterior_bytes), `<= ${mib(t.posterior_bytes_max)}`, ok(t.posterior_bytes_ok)]);
     rows.push([m.name, 'predict s/example', f(m.predict_s_per_example, 3), `<= ${f(t.predict_s_per_example_max, 3)}`, ok(t.predict_ok)]);
+    if (typeof m.tune_prior_s_per_example === 'number')
+      rows.push([m.name, 'tunePrior s/example (25 priors)', `${f(m.tune_prior_s_per_example, 3)} (${f(m.tune_prior_s_per_example / m.predict_s_per_example)}x predict)`, '', '']);
   }
   return table(['model', 'quantity', 'value', 'target', ''], rows);
 }
