@@ -88,10 +88,11 @@ export async function tunePrior(posterior: Posterior, model: Model, batches: McB
   let jittered = 0;
   for (const [bi, b] of batches.entries()) {
     throwIfAborted(o.signal, 'tunePrior');
-    const r = await posterior.predictBatch(model, b, { signal: o.signal, priorScales: scales });
-    const per = b.B * b.C * b.C;
     const rows: number[] = [];
     for (let i = 0; i < b.B; i++) if (b.labels[i] >= 0) rows.push(i);
+    if (rows.length === 0) continue; // nothing to score: skip its passes
+    const r = await posterior.predictBatch(model, b, { signal: o.signal, priorScales: scales });
+    const per = b.B * b.C * b.C;
     for (let k = 0; k < scales.length; k++) {
       const lam = r.lambdaGrid!.subarray(k * per, (k + 1) * per);
       const p = await predictiveProbsReport(r.logits, lam, { C: b.C, method, samples: o.samples, seed: (o.seed ?? 0) + bi, signal: o.signal });
