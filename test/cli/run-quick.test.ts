@@ -50,6 +50,7 @@ describe('bayeslora run --quick', () => {
 
   it('the extra rows of a full run: LA-expand, LA-sampled, and LA-val with its prior a grid scale of the marglik one', async () => {
     const out = mkdtempSync(path.join(os.tmpdir(), 'bayeslora-run-extras-'));
+    const calls: [string, number, number][] = [];
     try {
       const report = await runMainJob({
         model: 'models/wordnet-tiny', train: 'data/wn-category/train-small.jsonl', test: 'data/wn-category/test.jsonl',
@@ -57,7 +58,23 @@ describe('bayeslora run --quick', () => {
         lora: { r: 4, alpha: 8, dropout: 0.1, targetModules: ['q_proj', 'v_proj', 'lm_head'] },
         lr: 2e-3, epochs: 1, batchSize: 16, checkpoints: 1, mcdPasses: 2, laSamples: 500, nKfac: 'auto', extras: true,
         limits: { train: 128, test: 64, validation: 96 }, log: () => {},
+        progress: (label, done, total) => calls.push([label, done, total]),
       });
+      // Every checkpoint's evaluation bar counts its units one by one and ends full,
+      // so the planned total matches the work done (phases, sets, Laplace variants).
+      const evalBars = new Map<string, [number, number][]>();
+      for (const [label, done, total] of calls)
+        if (label.endsWith(' eval')) evalBars.set(label, [...(evalBars.get(label) ?? []), [done, total]]);
+      expect(evalBars.has('seed 0 step 8 eval')).toBe(true);
+      // the final checkpoint's bar covers MCD, four Laplace fits and LA-val, far more than a MAP-only one
+      expect(evalBars.get('seed 0 step 8 eval')![0][1]).toBeGreaterThan(5 * evalBars.get('seed 0 step 1 eval')![0][1]);
+      for (const ticks of evalBars.values()) {
+        ticks.forEach(([done, total], i) => {
+          expect(done).toBe(i + 1);
+          expect(total).toBe(ticks[0][1]);
+        });
+        expect(ticks.at(-1)![0]).toBe(ticks[0][1]);
+      }
       const rows = report.rows.filter((r) => r.split === 'test' && r.step === 8);
       for (const m of ['LA', 'LA-expand', 'LA-sampled', 'LA-val']) expect(rows.some((r) => r.method === m), m).toBe(true);
       const prior = (method: string) => report.priors.find((p) => p.method === method && p.step === 8)!.delta[0];

@@ -30,6 +30,8 @@ export interface TunePriorOptions {
   samples?: number;
   seed?: number;
   signal?: AbortSignal;
+  /** Called after each batch (its index), for progress. */
+  onBatch?: (index: number) => void;
 }
 
 export interface PriorGridPoint {
@@ -90,7 +92,10 @@ export async function tunePrior(posterior: Posterior, model: Model, batches: McB
     throwIfAborted(o.signal, 'tunePrior');
     const rows: number[] = [];
     for (let i = 0; i < b.B; i++) if (b.labels[i] >= 0) rows.push(i);
-    if (rows.length === 0) continue; // nothing to score: skip its passes
+    if (rows.length === 0) {
+      o.onBatch?.(bi); // nothing to score: its passes are skipped
+      continue;
+    }
     const r = await posterior.predictBatch(model, b, { signal: o.signal, priorScales: scales });
     const per = b.B * b.C * b.C;
     for (let k = 0; k < scales.length; k++) {
@@ -101,6 +106,7 @@ export async function tunePrior(posterior: Posterior, model: Model, batches: McB
     }
     rows.forEach((i, j) => (labels[row + j] = b.labels[i]));
     row += rows.length;
+    o.onBatch?.(bi);
   }
 
   const grid = scales.map((scale, k) => {

@@ -96,18 +96,19 @@ function now(): number {
   return performance.now() / 1000;
 }
 
-async function mapLogits(model: Model, set: EvalSet): Promise<Float32Array> {
+async function mapLogits(model: Model, set: EvalSet, tick?: () => void): Promise<Float32Array> {
   const out = new Float32Array(set.task.encoded.length * set.task.C);
   let o = 0;
   for (const b of set.batches) {
     const r = await model.forward(b);
     out.set(r.logits, o);
     o += r.logits.length;
+    tick?.();
   }
   return out;
 }
 
-async function mcDropoutProbs(model: Model, set: EvalSet, passes: number, seed: number): Promise<Float64Array> {
+async function mcDropoutProbs(model: Model, set: EvalSet, passes: number, seed: number, tick?: () => void): Promise<Float64Array> {
   const list: Float64Array[] = [];
   for (let k = 0; k < passes; k++) {
     const out = new Float64Array(set.task.encoded.length * set.task.C);
@@ -116,25 +117,27 @@ async function mcDropoutProbs(model: Model, set: EvalSet, passes: number, seed: 
       const r = await model.forward(b, { train: true, dropoutStep: seed * 1000 + k });
       out.set(r.probs, o);
       o += r.probs.length;
+      tick?.();
     }
     list.push(out);
   }
   return averageProbs(list);
 }
 
-async function laProbs(la: Laplace, set: EvalSet, method: 'mc' | 'probit', samples: number, seed: number): Promise<Float64Array> {
+async function laProbs(la: Laplace, set: EvalSet, method: 'mc' | 'probit', samples: number, seed: number, tick?: () => void): Promise<Float64Array> {
   const out = new Float64Array(set.task.encoded.length * set.task.C);
   let o = 0;
   for (const [i, b] of set.batches.entries()) {
     const r = await la.predict(b, { method, samples, seed: seed * 7919 + i });
     out.set(r.probs, o);
     o += r.probs.length;
+    tick?.();
   }
   return out;
 }
 
 /** Both predictives from one set of Jacobian passes (the covariance does not depend on the link). */
-async function laBoth(la: Laplace, set: EvalSet, samples: number, seed: number): Promise<{ mc: Float64Array; probit: Float64Array }> {
+async function laBoth(la: Laplace, set: EvalSet, samples: number, seed: number, tick?: () => void): Promise<{ mc: Float64Array; probit: Float64Array }> {
   const { predictiveProbs } = await import('../laplace/kfac.ts');
   const n = set.task.encoded.length * set.task.C;
   const mc = new Float64Array(n);
@@ -145,6 +148,7 @@ async function laBoth(la: Laplace, set: EvalSet, samples: number, seed: number):
     mc.set(r.probs, o);
     probit.set(await predictiveProbs(r.logits, r.lambda, { C: b.C, method: 'probit' }), o);
     o += r.probs.length;
+    tick?.();
   }
   return { mc, probit };
 }
@@ -234,12 +238,33 @@ export async function runMainJob(o: RunOptions): Promise<RunReport> {
         if (!full && at.step < totalSteps) return;
         const isFinal = at.step >= totalSteps;
         const te = now();
+        // Before the final checkpoint the expensive methods (MCD, Laplace) see the
+        // in-distribution test split only; the shift sets get them at the end.
+        // This keeps the default run within its 15-minute budget on 2 cores.
+        const expensive = full && (isFinal || fullAt(at.step));
+        const fullSets = isFinal ? evalSets : evalSets.filter((s) => s.split === 'test');
+        const extras = isFinal && o.extras && seed === 0;
+        const mcdOn = o.mcdPasses > 0 && o.lora.dropout > 0;
+        // One progress bar per evaluated checkpoint; a unit is one batch of one
+        // phase below (MAP logits, MC dropout passes, each Laplace fit and its
+        // predictive passes, LA-val), counted from the same conditions.
+        const nb = (sets: EvalSet[]) => sets.reduce((a, s) => a + s.batches.length, 0);
+        const nVariants = 2 + (extras ? 2 : 0);
+        const total =
+          nb([valEval, ...evalSets]) +
+          (expensive
+            ? (mcdOn ? o.mcdPasses * nb(fullSets) : 0) +
+              nVariants * (curvatureBatches().length + nb(fullSets)) +
+              (extras ? nb([valEval]) + nb(evalSets) : 0)
+            : 0);
+        let done = 0;
+        const tick = () => o.progress?.(`seed ${seed} step ${at.step} eval`, ++done, total);
         // MAP logits of every evaluation set and of validation.
-        const valLogits = await mapLogits(m, valEval);
+        const valLogits = await mapLogits(m, valEval, tick);
         const T = fitTemperature(valLogits, valSet.labels, valSet.C);
         const mapBy: Map<EvalSet, Float64Array> = new Map();
         for (const s of evalSets) {
-          const logits = await mapLogits(m, s);
+          const logits = await mapLogits(m, s, tick);
           const map = softmaxRows(logits, s.task.C);
           mapBy.set(s, map);
           if (isFinal) {
@@ -254,15 +279,11 @@ export async function runMainJob(o: RunOptions): Promise<RunReport> {
           seedRows.push(seedRow(seed, s.task.name, s.split, at.step, 'CKPT-ENS', averageProbs(hist), s.task.labels, s.task.C));
         }
         add('map_eval_s', now() - te);
-        if (!full || !(isFinal || fullAt(at.step))) return;
-        // Before the final checkpoint the expensive methods (MCD, Laplace) see the
-        // in-distribution test split only; the shift sets get them at the end.
-        // This keeps the default run within its 15-minute budget on 2 cores.
-        const fullSets = isFinal ? evalSets : evalSets.filter((s) => s.split === 'test');
-        if (o.mcdPasses > 0 && o.lora.dropout > 0) {
+        if (!expensive) return;
+        if (mcdOn) {
           const tm = now();
           for (const s of fullSets) {
-            const p = await mcDropoutProbs(m, s, o.mcdPasses, seed);
+            const p = await mcDropoutProbs(m, s, o.mcdPasses, seed, tick);
             seedRows.push(seedRow(seed, s.task.name, s.split, at.step, 'MCD', p, s.task.labels, s.task.C));
           }
           add('mcd_s', now() - tm);
@@ -272,7 +293,7 @@ export async function runMainJob(o: RunOptions): Promise<RunReport> {
           { method: 'LA', opts: { fisher: 'exact', tokens: 'reduce', nKfac }, probit: 'LA-probit' },
           { method: 'LLLA', opts: { fisher: 'exact', tokens: 'reduce', nKfac, lastLayer: true } },
         ];
-        if (isFinal && o.extras && seed === 0) {
+        if (extras) {
           variants.push(
             { method: 'LA-expand', opts: { fisher: 'exact', tokens: 'expand', nKfac } },
             { method: 'LA-sampled', opts: { fisher: 'sampled', samples: 1, seed, tokens: 'reduce', nKfac } },
@@ -280,14 +301,14 @@ export async function runMainJob(o: RunOptions): Promise<RunReport> {
         }
         for (const v of variants) {
           const tf = now();
-          const la = await Laplace.fit(m, curvatureBatches(), v.opts);
+          const la = await Laplace.fit(m, curvatureBatches(), { ...v.opts, onBatch: tick });
           add(`fit_${v.method}_s`, now() - tf);
           for (const w of la.warnings) o.log(`${v.method} (seed ${seed}, step ${at.step}): ${w}`);
           try {
             priors.push({ seed, step: at.step, method: v.method, delta: [...la.posterior.prior()] });
             const tp = now();
             for (const s of fullSets) {
-              const { mc, probit } = await laBoth(la, s, o.laSamples, seed);
+              const { mc, probit } = await laBoth(la, s, o.laSamples, seed, tick);
               seedRows.push(seedRow(seed, s.task.name, s.split, at.step, v.method, mc, s.task.labels, s.task.C));
               if (v.probit) seedRows.push(seedRow(seed, s.task.name, s.split, at.step, v.probit, probit, s.task.labels, s.task.C));
               if (isFinal && seed === 0 && s.split === 'test' && v.method === 'LA') {
@@ -298,16 +319,16 @@ export async function runMainJob(o: RunOptions): Promise<RunReport> {
               }
             }
             add(`predict_${v.method}_s`, now() - tp);
-            if (isFinal && o.extras && seed === 0 && v.method === 'LA') {
+            if (extras && v.method === 'LA') {
               // LA-val: the prior precision that minimises validation NLL (MC, as the LA
               // row), on a grid of 0.01x..10^4x the marglik prior in quarter decades, over
               // the whole validation split: one predictive pass serves every grid point.
               const tv = now();
-              const tuned = await la.tunePrior(valEval.batches, { objective: 'nll', method: 'mc', samples: 1000, seed });
+              const tuned = await la.tunePrior(valEval.batches, { objective: 'nll', method: 'mc', samples: 1000, seed, onBatch: tick });
               for (const w of tuned.warnings) o.log(`LA-val (seed ${seed}, step ${at.step}): ${w}`);
               priors.push({ seed, step: at.step, method: 'LA-val', delta: [tuned.priorPrecision[0]] });
               for (const s of evalSets) {
-                const p = await laProbs(la, s, 'mc', o.laSamples, seed);
+                const p = await laProbs(la, s, 'mc', o.laSamples, seed, tick);
                 seedRows.push(seedRow(seed, s.task.name, s.split, at.step, 'LA-val', p, s.task.labels, s.task.C));
               }
               add('la_val_s', now() - tv);
