@@ -243,7 +243,7 @@ export async function runMainJob(o: RunOptions): Promise<RunReport> {
         // This keeps the default run within its 15-minute budget on 2 cores.
         const expensive = full && (isFinal || fullAt(at.step));
         const fullSets = isFinal ? evalSets : evalSets.filter((s) => s.split === 'test');
-        const extras = isFinal && o.extras && seed === 0;
+        const extras = isFinal && o.extras; // every seed of the run, so the extra rows are means over seeds too
         const mcdOn = o.mcdPasses > 0 && o.lora.dropout > 0;
         // One progress bar per evaluated checkpoint; a unit is one batch of one
         // phase below (MAP logits, MC dropout passes, each Laplace fit and its
