@@ -15,8 +15,10 @@ JacobianProjector::JacobianProjector(std::shared_ptr<const Posterior> post, Back
 }
 
 void JacobianProjector::set_prior_scales(std::vector<double> scales) {
-  BL_CHECK(!scales.empty() && scales.size() <= 4096, code::kInvalidArgument,
-           "prior scales: need 1 to 4096 values, got ", scales.size());
+  // At most kMaxPriorScales: the cached weights take scales x (sum of ka kg
+  // over layers) doubles, 24 MB for the built-in model's 26.
+  BL_CHECK(!scales.empty() && scales.size() <= size_t(kMaxPriorScales), code::kInvalidArgument,
+           "prior scales: need 1 to ", kMaxPriorScales, " values, got ", scales.size());
   for (double s : scales) {
     BL_CHECK(std::isfinite(s) && s > 0, code::kInvalidArgument, "prior scales must be finite and > 0, got ", s);
     for (double d : post_->prior())

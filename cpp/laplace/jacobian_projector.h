@@ -44,6 +44,7 @@ class JacobianProjector : public LoraObserver {
   // forms (O(ka kg) per layer and class pair), not another pass of the model.
   // Set before begin_batch.
   void set_prior_scales(std::vector<double> scales);
+  static constexpr int kMaxPriorScales = 257;  // the posterior's own prior + 256
   int num_scales() const { return int(scales_.size()); }
 
   // Start a batch of B examples and C classes; Lambda is reset to zero.

@@ -83,7 +83,7 @@ describe('predictBatch with priorScales', () => {
 
   it('rejects bad scales with INVALID_ARGUMENT before any pass', async () => {
     const test = mcBatch(63, [2], 2, 3);
-    for (const priorScales of [[], [0], [-1], [Number.NaN], [1, Number.POSITIVE_INFINITY], [1e30]])
+    for (const priorScales of [[], [0], [-1], [Number.NaN], [1, Number.POSITIVE_INFINITY], [1e30], new Array(257).fill(1)])
       await expect(la.posterior.predictBatch(model, test, { priorScales })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
   });
 });
@@ -155,6 +155,7 @@ describe('Laplace.tunePrior', () => {
     await expect(la.tunePrior(held, { scales: [] })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
     await expect(la.tunePrior(held, { scales: [1, 0] })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
     await expect(la.tunePrior(held, { scales: [1e30] })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    await expect(la.tunePrior(held, { scales: new Array(257).fill(1) })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
     await expect(la.tunePrior(held, { method: 'map' as never })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
     await expect(la.tunePrior(held, { objective: 'acc' as never })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
     const ac = new AbortController();

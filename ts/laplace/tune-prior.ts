@@ -55,6 +55,9 @@ export interface PriorTuning {
   warnings: string[];
 }
 
+/** The most scales one call takes (each costs memory for every layer's weights during the passes). */
+export const MAX_PRIOR_SCALES = 256;
+
 /** 0.01x .. 10^4x the current prior, four points per decade. */
 export const DEFAULT_PRIOR_SCALES: readonly number[] = Array.from({ length: 25 }, (_, k) => 10 ** ((k - 8) / 4));
 
@@ -72,8 +75,8 @@ export async function tunePrior(posterior: Posterior, model: Model, batches: McB
   if (!OBJECTIVES.includes(objective)) throw invalid(`tunePrior: objective must be one of ${OBJECTIVES.join(', ')}, got '${objective}'`);
   if (!METHODS.includes(method)) throw invalid(`tunePrior: method must be one of ${METHODS.join(', ')}, got '${method}'`);
   const scales = Array.from(o.scales ?? DEFAULT_PRIOR_SCALES);
-  if (scales.length === 0 || !scales.every((s) => Number.isFinite(s) && s > 0))
-    throw invalid('tunePrior: scales must be a non-empty list of finite numbers > 0');
+  if (scales.length === 0 || scales.length > MAX_PRIOR_SCALES || !scales.every((s) => Number.isFinite(s) && s > 0))
+    throw invalid(`tunePrior: scales must be 1 to ${MAX_PRIOR_SCALES} finite numbers > 0`);
   if (!Array.isArray(batches) || batches.length === 0) throw invalid('tunePrior: needs at least one held-out batch');
   let nLabelled = 0;
   for (const b of batches) for (const y of b.labels) if (y >= 0) nLabelled++;
