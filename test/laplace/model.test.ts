@@ -387,6 +387,28 @@ describe('Laplace (high-level)', () => {
     la.dispose();
   });
 
+  it('releaseFactors frees the K-FAC factors; predict and the prior methods go on unchanged, save is refused', async () => {
+    const train = [mcBatch(44, [3, 3, 2], 3, 3), mcBatch(45, [2, 3, 3], 3, 3)];
+    const la = await Laplace.fit(model, train, { fisher: 'exact' });
+    const test = mcBatch(46, [3, 2], 3, 3);
+    const before = await la.predict(test, { method: 'mc', samples: 300, seed: 2 });
+    const s0 = la.summary();
+    expect(s0.factorBytes).toBeGreaterThan(0);
+    la.releaseFactors();
+    la.releaseFactors(); // idempotent
+    expect(la.accumulator.disposed).toBe(true);
+    const after = await la.predict(test, { method: 'mc', samples: 300, seed: 2 });
+    expect(Array.from(after.probs)).toEqual(Array.from(before.probs));
+    const s1 = la.summary();
+    expect(s1).toMatchObject({ layers: s0.layers, lowRankLayers: s0.lowRankLayers, count: s0.count, params: s0.params, factorBytes: 0 });
+    expect(s1.posteriorBytes).toBe(s0.posteriorBytes);
+    expect(s1.logMarglik).toBe(s0.logMarglik);
+    await la.optimizePrior();
+    await la.tunePrior([mcBatch(47, [3, 3], 3, 3)], { scales: [0.5, 1, 2], method: 'probit' });
+    await expect(la.save(path.join(dir, 'released.safetensors'))).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: /releaseFactors/ });
+    la.dispose();
+  });
+
   it('rejects bad inputs with typed errors and fails DISPOSED on a disposed model', async () => {
     const acc = new KfacAccumulator({ layers, threshold: 1000 });
     const bad = mcBatch(50, [2], 2, 3);

@@ -131,16 +131,16 @@ export class Laplace {
   }
 
   summary(): LaplaceSummary {
-    const layers = this.accumulator.layers();
+    const f = this.factorFacts();
     return {
       fisher: this.posterior.fisher(),
-      layers: layers.length,
+      layers: f.layers,
       params: this.posterior.numParams(),
-      lowRankLayers: layers.filter((l) => l.lowRankA || l.lowRankG).length,
-      count: Math.max(...this.accumulator.counts()),
+      lowRankLayers: f.lowRankLayers,
+      count: f.count,
       priorPrecision: Array.from(this.posterior.prior()),
       logMarglik: this.logMarglik(),
-      factorBytes: this.accumulator.memory().currentBytes,
+      factorBytes: this.accumulator.disposed ? 0 : this.accumulator.memory().currentBytes,
       posteriorBytes: this.posterior.memoryBytes(),
       fisherSeconds: this.fisherSeconds,
       posteriorSeconds: this.posteriorSeconds,
@@ -249,7 +249,33 @@ export class Laplace {
 
   /** Save factors, counts, priors and the adapter's identity (a safetensors sidecar). */
   save(path: string): Promise<void> {
+    if (this.accumulator.disposed && !this.posterior.disposed)
+      return Promise.reject(invalid('Laplace.save: the K-FAC factors were released (releaseFactors); save before releasing them'));
     return saveLaplace(path, this.accumulator, this.posterior, { adapterId: adapterState(this.model).adapterId });
+  }
+
+  /**
+   * Free the K-FAC factors and keep only the eigen form, which is all that
+   * predict, tunePrior, optimizePrior and the marginal likelihood use. About
+   * half of the Laplace state when factors are dense (the built-in model:
+   * 38.7 of 76 MiB), for a server that holds one posterior per adapter.
+   * Afterwards save() rejects (save first) and summary() reports factorBytes 0.
+   * Idempotent.
+   */
+  releaseFactors(): void {
+    if (this.accumulator.disposed) return;
+    this.facts = this.factorFacts();
+    this.accumulator.dispose();
+  }
+  private facts?: { layers: number; lowRankLayers: number; count: number };
+  private factorFacts(): { layers: number; lowRankLayers: number; count: number } {
+    if (this.facts) return this.facts;
+    const layers = this.accumulator.layers();
+    return {
+      layers: layers.length,
+      lowRankLayers: layers.filter((l) => l.lowRankA || l.lowRankG).length,
+      count: Math.max(...this.accumulator.counts()),
+    };
   }
 
   /** Load a saved posterior for `model`, whose current adapter must be the one it was fitted for. */
