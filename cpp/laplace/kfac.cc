@@ -93,6 +93,12 @@ void KfacFactor::add_rows(const float* X, int n, double scale, fvec& scratch) {
   const size_t D = size_t(d_);
   scratch.resize(D * D);
   cpu_backend().kfac_accumulate(S_.data(), X, n, d_, d_, scale * scale, scratch.data());
+  // The Gram's two triangles agree only to rounding (GEMM tiles sum them
+  // apart); the sum is symmetric by definition, so keep it exactly so: the
+  // lower triangle (what the eigendecomposition reads) is copied up. Saved
+  // files then hold one triangle, and a load gives back the same matrix.
+  for (size_t i = 0; i < D; ++i)
+    for (size_t j = 0; j < i; ++j) S_[j * D + i] = S_[i * D + j];
 }
 
 void KfacFactor::unstage(fvec& scratch) {

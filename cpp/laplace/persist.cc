@@ -17,7 +17,11 @@ namespace bl::laplace {
 namespace {
 
 constexpr const char* kFormat = "bayeslora.laplace";
-constexpr const char* kVersion = "1";
+// Version 2 stores a dense factor as its lower triangle (F64 [d (d + 1) / 2],
+// row by row: S[0][0], S[1][0], S[1][1], ...), half of version 1's full
+// F64 [d, d]; both load.
+constexpr const char* kVersion = "2";
+constexpr const char* kVersion1 = "1";
 
 struct Fnv {
   uint64_t h = 0xcbf29ce484222325ull;
@@ -108,8 +112,14 @@ void save_laplace(const std::string& path, KfacAccumulator& acc, const std::vect
         ts.push_back({factor_name(l, side) + ".batches", DType::F64, {int64_t(nb), 2}, store.back().data()});
         continue;
       } else {
-        t.shape = {F.d(), F.d()};
-        t.data = F.dense().data();
+        const size_t d = size_t(F.d());
+        const auto& S = F.dense();
+        store.emplace_back();
+        store.back().reserve(d * (d + 1) / 2);
+        for (size_t i = 0; i < d; ++i)
+          for (size_t j = 0; j <= i; ++j) store.back().push_back(S[i * d + j]);
+        t.shape = {int64_t(d * (d + 1) / 2)};
+        t.data = store.back().data();
       }
       ts.push_back(std::move(t));
     }
@@ -146,7 +156,8 @@ LoadedLaplace load_laplace(const std::string& path, const std::string& expected_
     return it->second;
   };
   if (meta("format") != kFormat) fail(code::kBadFile, path, ": not a bayeslora posterior (format '", meta("format"), "')");
-  if (meta("version") != kVersion)
+  const bool v1 = meta("version") == kVersion1;
+  if (meta("version") != kVersion && !v1)
     fail(code::kBadFile, path, ": posterior format version ", meta("version"), " is not supported");
   LoadedLaplace out;
   out.adapter_id = meta("adapter");
@@ -252,8 +263,18 @@ LoadedLaplace load_laplace(const std::string& path, const std::string& expected_
           fail(code::kBadFile, path, ": tensor '", name, "': ", e.what());
         }
       } else {
-        auto v = read_f64(name, {F.d(), F.d()});
-        std::copy(v.begin(), v.end(), F.dense_mut().begin());
+        // Version 2: the lower triangle; version 1: the full matrix, whose
+        // lower triangle is taken (the eigendecomposition only ever read it).
+        const size_t d = size_t(F.d());
+        auto v = v1 ? read_f64(name, {F.d(), F.d()}) : read_f64(name, {int64_t(d * (d + 1) / 2)});
+        auto& S = F.dense_mut();
+        size_t at = 0;
+        for (size_t i = 0; i < d; ++i)
+          for (size_t j = 0; j <= i; ++j) {
+            const double x = v1 ? v[i * d + j] : v[at++];
+            S[i * d + j] = x;
+            S[j * d + i] = x;
+          }
       }
     }
   }

@@ -157,7 +157,7 @@ describe('posterior persistence', () => {
       ['negcount', (t) => (t.find((x) => x.name === 'counts')!.data[0] = -1), /negative count/],
       ['zeroprior', (t) => (t.find((x) => x.name === 'priors')!.data[1] = 0), /prior precision/],
       ['nan', (t) => (t.find((x) => x.name === 'l0.G')!.data[0] = NaN), /non-finite/],
-      ['shape', (t) => (t.find((x) => x.name === 'l1.A')!.shape = [2, 8]), /must be F64/],
+      ['shape', (t) => (t.find((x) => x.name === 'l1.A')!.shape = [2, 5]), /must be F64 \[10\]/], // l1.A is dense 4 x 4: 10 stored
       [
         'rank',
         (t) => {
@@ -174,6 +174,34 @@ describe('posterior persistence', () => {
       ['layersjson', (_t, m) => (m.layers = '[{'), /layers/],
     ];
     for (const [name, edit, msg] of cases) await expectCode(() => loadLaplace(variant(name, edit)), 'BAD_FILE', msg);
+
+    // A dense side is stored as its lower triangle (format 2); a format-1 file
+    // (the full matrix) still loads, to the same factor and posterior.
+    const l1A = tensors.find((x) => x.name === 'l1.A')!;
+    expect(md.version).toBe('2');
+    expect(l1A.shape).toEqual([10]);
+    const full = acc.factor(1, 'A');
+    expect(full.kind).toBe('dense');
+    for (let i = 0; i < 4; i++) for (let j = 0; j < 4; j++) expect(full.data[i * 4 + j]).toBe(full.data[j * 4 + i]); // exactly symmetric
+    const v1 = await loadLaplace(
+      variant('v1', (t, m) => {
+        for (let l = 0; l < 2; l++)
+          for (const side of ['A', 'G'] as const) {
+            const f = acc.factor(l, side);
+            if (f.kind !== 'dense') continue;
+            const x = t.find((y) => y.name === `l${l}.${side}`)!;
+            const d = Math.round(Math.sqrt(f.data.length));
+            x.shape = [d, d];
+            x.data = Float64Array.from(f.data);
+          }
+        m.version = '1';
+      }),
+    );
+    const v2 = await loadLaplace(good);
+    expect(Array.from(v1.accumulator.factor(1, 'A').data)).toEqual(Array.from(full.data));
+    expect(v1.posterior.logDet()).toBe(v2.posterior.logDet());
+    await expectCode(() => loadLaplace(variant('v1packed', (_t, m) => (m.version = '1'))), 'BAD_FILE', /must be F64 \[4,4\]/);
+    for (const o of [v1.accumulator, v1.posterior, v2.accumulator, v2.posterior]) o.dispose();
     acc.dispose();
   });
 
