@@ -80,6 +80,12 @@ describe('bayeslora run --quick', () => {
       const prior = (method: string) => report.priors.find((p) => p.method === method && p.step === 8)!.delta[0];
       const scale = prior('LA-val') / prior('LA');
       expect(DEFAULT_PRIOR_SCALES.some((s) => Math.abs(scale / s - 1) < 1e-9), `scale ${scale}`).toBe(true);
+      // the validation scan behind LA-val, kept in the report and drawn
+      const grid = report.priors.find((p) => p.method === 'LA-val')!.grid!;
+      expect(grid.map((g) => g.delta / prior('LA'))).toEqual(DEFAULT_PRIOR_SCALES.map((s) => expect.closeTo(s, 9)));
+      const best = grid.reduce((a, g) => (g.nll < a.nll ? g : a));
+      expect(best.delta).toBeCloseTo(prior('LA-val'), 9);
+      expect(report.charts).toEqual(expect.arrayContaining(['prior-scan-validation.svg', 'prior-scan-validation.png']));
     } finally {
       rmSync(out, { recursive: true, force: true });
     }

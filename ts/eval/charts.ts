@@ -89,3 +89,44 @@ export async function metricVsStep(
   };
   return renderChart(spec, base);
 }
+
+/**
+ * Held-out NLL and ECE against the prior precision (log axis), one y axis
+ * each, with vertical rules at the marked precisions (e.g. the marginal
+ * likelihood's and the one chosen on validation data).
+ */
+export async function priorScan(
+  points: { delta: number; nll: number; ece: number }[],
+  marks: { label: string; delta: number }[],
+  title: string,
+  base: string,
+): Promise<ChartFiles> {
+  const x = { field: 'delta', type: 'quantitative' as const, scale: { type: 'log' as const }, axis: { grid: false }, title: 'prior precision delta' };
+  const spec: vl.TopLevelSpec = {
+    $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
+    title,
+    width: 360,
+    height: 240,
+    layer: [
+      {
+        data: { values: points },
+        mark: { type: 'line', point: true, color: '#4c78a8' },
+        encoding: { x, y: { field: 'nll', type: 'quantitative', title: 'NLL (blue)', scale: { zero: false } } },
+      },
+      {
+        data: { values: points },
+        mark: { type: 'line', point: true, color: '#f58518' },
+        encoding: { x, y: { field: 'ece', type: 'quantitative', title: 'ECE (orange)', scale: { zero: true } } },
+      },
+      {
+        data: { values: marks },
+        layer: [
+          { mark: { type: 'rule', strokeDash: [4, 4], color: '#555' }, encoding: { x } },
+          { mark: { type: 'text', align: 'left', dx: 4, dy: -4, color: '#333' }, encoding: { x, y: { value: 12 }, text: { field: 'label' } } },
+        ],
+      },
+    ],
+    resolve: { scale: { y: 'independent' } },
+  };
+  return renderChart(spec, base);
+}

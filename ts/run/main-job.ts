@@ -159,7 +159,8 @@ export interface RunReport {
   config: RunConfig;
   timings: Timing;
   peakRssBytes: number;
-  priors: { seed: number; step: number; method: string; delta: number[] }[];
+  /** Prior precisions per fit; LA-val's entries also hold its validation grid (prior precision, NLL, ECE, ACC). */
+  priors: { seed: number; step: number; method: string; delta: number[]; grid?: { delta: number; nll: number; ece: number; acc: number }[] }[];
   charts: string[];
   /** nKfac the Laplace fits used (config.nKfac resolved). */
   nKfacUsed: number;
@@ -326,7 +327,11 @@ export async function runMainJob(o: RunOptions): Promise<RunReport> {
               const tv = now();
               const tuned = await la.tunePrior(valEval.batches, { objective: 'nll', method: 'mc', samples: 1000, seed, onBatch: tick });
               for (const w of tuned.warnings) o.log(`LA-val (seed ${seed}, step ${at.step}): ${w}`);
-              priors.push({ seed, step: at.step, method: 'LA-val', delta: [tuned.priorPrecision[0]] });
+              const d0 = tuned.priorPrecision[0] / tuned.scale; // the marglik prior it scaled
+              priors.push({
+                seed, step: at.step, method: 'LA-val', delta: [tuned.priorPrecision[0]],
+                grid: tuned.grid.map((g) => ({ delta: d0 * g.scale, nll: g.nll, ece: g.ece, acc: g.acc })),
+              });
               for (const s of evalSets) {
                 const p = await laProbs(la, s, 'mc', o.laSamples, seed, tick);
                 seedRows.push(seedRow(seed, s.task.name, s.split, at.step, 'LA-val', p, s.task.labels, s.task.C));
@@ -404,7 +409,7 @@ export async function runMainJob(o: RunOptions): Promise<RunReport> {
 
   const rows = aggregate(seedRows);
   timings.total_s = now() - t0;
-  const charts = await writeCharts(o.out, rows, reliability, evalSets);
+  const charts = await writeCharts(o.out, rows, reliability, evalSets, priors);
   const report: RunReport = {
     rows,
     seedRows,
@@ -431,9 +436,25 @@ async function writeCharts(
   rows: ReturnType<typeof aggregate>,
   reliability: Map<string, { method: string; probs: Float64Array }[]>,
   evalSets: EvalSet[],
+  priors: RunReport['priors'],
 ): Promise<string[]> {
-  const { reliabilityDiagram, metricVsStep } = await import('../eval/charts.ts');
+  const { reliabilityDiagram, metricVsStep, priorScan } = await import('../eval/charts.ts');
   const files: string[] = [];
+  // LA-val's validation scan (seed 0, final checkpoint): how far the marglik prior is from the held-out best.
+  const scan = priors.filter((p) => p.method === 'LA-val' && p.seed === 0 && p.grid).sort((a, b) => b.step - a.step)[0];
+  const marglik = scan && priors.find((p) => p.method === 'LA' && p.seed === 0 && p.step === scan.step);
+  if (scan && marglik) {
+    const c = await priorScan(
+      scan.grid!,
+      [
+        { label: 'marglik', delta: marglik.delta[0] },
+        { label: 'LA-val', delta: scan.delta[0] },
+      ],
+      `LA: validation NLL and ECE against the prior (seed 0, step ${scan.step})`,
+      path.join(out, 'prior-scan-validation'),
+    );
+    files.push(c.svg, c.png);
+  }
   for (const [task, series] of reliability) {
     const set = evalSets.find((s) => s.task.name === task && s.split === 'test')!;
     const r = await reliabilityDiagram(
