@@ -50,15 +50,19 @@ void KfacFactor::dense_copy(std::vector<double>& out) const {
   BL_CHECK(!lr_, code::kInternal, "kfac: dense_copy of a low-rank side");
   if (!rows_) {
     out.assign(S_.begin(), S_.end());
-    return;
+  } else {
+    KfacOptions o;
+    o.threshold = d_;  // a dense side
+    KfacFactor tmp(d_, o, nullptr);
+    tmp.unstack();
+    fvec scratch;
+    rows_->for_each_batch([&](const float* X, int n, double s) { tmp.add_rows(X, n, s, scratch); });
+    out.assign(tmp.S_.begin(), tmp.S_.end());
   }
-  KfacOptions o;
-  o.threshold = d_;  // a dense side
-  KfacFactor tmp(d_, o, nullptr);
-  tmp.unstack();
-  fvec scratch;
-  rows_->for_each_batch([&](const float* X, int n, double s) { tmp.add_rows(X, n, s, scratch); });
-  out.assign(tmp.S_.begin(), tmp.S_.end());
+  // The lower triangle is the sum (add_rows); the copy is exactly symmetric.
+  const size_t D = size_t(d_);
+  for (size_t i = 0; i < D; ++i)
+    for (size_t j = 0; j < i; ++j) out[j * D + i] = out[i * D + j];
 }
 
 void KfacFactor::set_rows(const float* X, int n, const std::vector<int>& starts, const std::vector<double>& scales) {
@@ -94,11 +98,8 @@ void KfacFactor::add_rows(const float* X, int n, double scale, fvec& scratch) {
   scratch.resize(D * D);
   cpu_backend().kfac_accumulate(S_.data(), X, n, d_, d_, scale * scale, scratch.data());
   // The Gram's two triangles agree only to rounding (GEMM tiles sum them
-  // apart); the sum is symmetric by definition, so keep it exactly so: the
-  // lower triangle (what the eigendecomposition reads) is copied up. Saved
-  // files then hold one triangle, and a load gives back the same matrix.
-  for (size_t i = 0; i < D; ++i)
-    for (size_t j = 0; j < i; ++j) S_[j * D + i] = S_[i * D + j];
+  // apart). The lower triangle is the sum: the eigendecomposition reads only
+  // it, files store only it, and dense_copy mirrors it.
 }
 
 void KfacFactor::unstage(fvec& scratch) {

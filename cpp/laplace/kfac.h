@@ -81,6 +81,8 @@ class KfacFactor {
   bool stacked() const { return bool(rows_); }
   const RowStack& rows() const { return *rows_; }
   // Dense: S (d x d, row-major, float64 sums). Empty when low rank or stacked.
+  // Its lower triangle is the sum (the upper one agrees only to rounding):
+  // readers use the lower one, or dense_copy (exactly symmetric).
   const dvec& dense() const { return S_; }
   // Switches a stacked side to its d x d sum first.
   dvec& dense_mut();

@@ -1,6 +1,7 @@
 // Persistence of a fitted Laplace posterior as a safetensors sidecar:
 // the K-FAC factors as accumulated (dense float64 sums S as their lower
-// triangle, S being exactly symmetric; rows; or low-rank L with L L^T ~= S),
+// triangle, which is what the eigen form reads; rows; or low-rank L with
+// L L^T ~= S),
 // per-layer counts Z and prior precisions, and in `__metadata__`
 // the format tag, Fisher type, token handling, threshold, n_kfac, chunk, the
 // layer list and an adapter identity. Saving factors (not eigen forms) keeps
