@@ -14,18 +14,22 @@ JacobianProjector::JacobianProjector(std::shared_ptr<const Posterior> post, Back
   BL_CHECK(post_ != nullptr, code::kInvalidArgument, "JacobianProjector: posterior is required");
 }
 
-void JacobianProjector::set_prior_scales(std::vector<double> scales) {
+void JacobianProjector::check_prior_scales(const Posterior& post, const std::vector<double>& scales) {
   // At most kMaxPriorScales: the cached weights take scales x (sum of ka kg
   // over layers) doubles, 24 MB for the built-in model's 26.
   BL_CHECK(!scales.empty() && scales.size() <= size_t(kMaxPriorScales), code::kInvalidArgument,
            "prior scales: need 1 to ", kMaxPriorScales, " values, got ", scales.size());
   for (double s : scales) {
     BL_CHECK(std::isfinite(s) && s > 0, code::kInvalidArgument, "prior scales must be finite and > 0, got ", s);
-    for (double d : post_->prior())
+    for (double d : post.prior())
       BL_CHECK(d * s >= kMinPriorPrecision && d * s <= kMaxPriorPrecision, code::kInvalidArgument, "prior scale ", s,
                " takes the prior precision ", d, " to ", d * s, ", outside [", kMinPriorPrecision, ", ",
                kMaxPriorPrecision, "]");
   }
+}
+
+void JacobianProjector::set_prior_scales(std::vector<double> scales) {
+  check_prior_scales(*post_, scales);
   scales_ = std::move(scales);
   weights_.clear();
   if (C_ > 0) begin_batch(B_, C_);  // a batch in progress restarts with Lambda sized for the new scales

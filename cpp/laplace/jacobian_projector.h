@@ -45,6 +45,8 @@ class JacobianProjector : public LoraObserver {
   // Set before begin_batch.
   void set_prior_scales(std::vector<double> scales);
   static constexpr int kMaxPriorScales = 257;  // the posterior's own prior + 256
+  // INVALID_ARGUMENT unless set_prior_scales would take `scales` for `post`.
+  static void check_prior_scales(const Posterior& post, const std::vector<double>& scales);
   int num_scales() const { return int(scales_.size()); }
 
   // Start a batch of B examples and C classes; Lambda is reset to zero.

@@ -213,27 +213,26 @@ void Posterior::project(int l, const double* J, double* out) const {
   la::gemm_tn(e.d_out, e.kg, e.ka, e.Ug.data(), JU.data(), out);       // Ug^T (J Ua)
 }
 
+namespace {
+// 1/(f + delta) - 1/delta = -quad_weight(f, delta), without cancellation.
+double quad_weight(double f, double delta) { return f == 0 ? 0.0 : f / (delta * (f + delta)); }
+}  // namespace
+
 void Posterior::quad_weights(int l, double prior_scale, double* w) const {
   const LayerEigen& e = layers_[size_t(l)];
   const double delta = prior_at(l, prior_scale);
   for (int j = 0; j < e.kg; ++j)
-    for (int i = 0; i < e.ka; ++i) {
-      const double f = e.fisher_eig(i, j);
-      w[size_t(j) * size_t(e.ka) + size_t(i)] = f == 0 ? 0.0 : f / (delta * (f + delta));
-    }
+    for (int i = 0; i < e.ka; ++i) w[size_t(j) * size_t(e.ka) + size_t(i)] = quad_weight(e.fisher_eig(i, j), delta);
 }
 
-double Posterior::quad_from_projections(int l, const double* PJ, const double* PJ2, double frob,
-                                        double prior_scale) const {
+double Posterior::quad_from_projections(int l, const double* PJ, const double* PJ2, double frob) const {
   const LayerEigen& e = layers_[size_t(l)];
-  const double delta = prior_at(l, prior_scale);
+  const double delta = delta_[size_t(l)];
   double s = frob / delta;
   for (int j = 0; j < e.kg; ++j)
     for (int i = 0; i < e.ka; ++i) {
-      const double f = e.fisher_eig(i, j);
-      if (f == 0) continue;
       const size_t idx = size_t(j) * size_t(e.ka) + size_t(i);
-      s -= f / (delta * (f + delta)) * PJ[idx] * PJ2[idx];
+      s -= quad_weight(e.fisher_eig(i, j), delta) * PJ[idx] * PJ2[idx];
     }
   return s;
 }

@@ -68,15 +68,14 @@ class Posterior {
 
   // Projection Ug^T J Ua (kg x ka, row-major) of J (d_out x d_in, row-major).
   void project(int l, const double* J, double* out) const;
-  // vec(J)^T P_l^-1 vec(J2) from projections and <J, J2>_F (section 6), with
-  // the layer's prior precision times prior_scale (the projections do not
-  // depend on the prior, so one Jacobian pass serves any number of priors):
+  // vec(J)^T P_l^-1 vec(J2) from projections and <J, J2>_F (section 6):
   //   frob / delta - sum_m w_m PJ_m PJ2_m,   w_m = f_m / (delta (f_m + delta))
   // (1/(f + delta) - 1/delta without cancellation; f_m = la_i lg_j / Z, m = j ka + i).
-  double quad_from_projections(int l, const double* PJ, const double* PJ2, double frob,
-                               double prior_scale = 1.0) const;
-  // The weights w_m above for layer l at prior_scale (ka * kg values; 0 where
-  // f_m = 0), for callers that form many quadratic forms of one layer.
+  double quad_from_projections(int l, const double* PJ, const double* PJ2, double frob) const;
+  // The weights w_m above for layer l with its prior precision times
+  // prior_scale (ka * kg values; 0 where f_m = 0), for callers that form many
+  // quadratic forms of one layer or for several priors (the projections do
+  // not depend on the prior, so one Jacobian pass serves any number of them).
   void quad_weights(int l, double prior_scale, double* w) const;
   double prior_at(int l, double prior_scale) const { return delta_[size_t(l)] * prior_scale; }
   // vec(J)^T P_l^-1 vec(J2) (J2 == nullptr: J2 = J).

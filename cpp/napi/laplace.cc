@@ -477,12 +477,12 @@ Napi::Value PosteriorWrap::PredictBatch(const Napi::CallbackInfo& info) {
   const bool grid = has(opts, "priorScales");
   if (grid) {
     scales = read_f64_list(opts.Get("priorScales"), "priorScales");
-    // Validated now, as predict_batch will use them (after the posterior's own
+    BL_CHECK(!scales.empty(), code::kInvalidArgument, "priorScales must not be empty");
+    // Validated now as predict_batch will use them (after the posterior's own
     // prior): a typed error before any pass runs.
     std::vector<double> all{1.0};
     all.insert(all.end(), scales.begin(), scales.end());
-    BL_CHECK(!scales.empty(), code::kInvalidArgument, "priorScales must not be empty");
-    JacobianProjector(p).set_prior_scales(all);
+    JacobianProjector::check_prior_scales(*p, all);
   }
   auto lk = std::make_shared<Lock>(h_.busy, "the posterior");
   auto out = std::make_shared<PredictBatchOut>();

@@ -26,7 +26,7 @@ import { Model } from '../model.ts';
 import { Tokenizer } from '../tokenizer.ts';
 import { train } from '../train.ts';
 import { Laplace, type LaplaceFitOptions } from '../laplace/laplace.ts';
-import { softmaxRows, fitTemperature, computeMetrics, reliabilityBins } from '../eval/metrics.ts';
+import { softmaxRows, fitTemperature, reliabilityBins } from '../eval/metrics.ts';
 import { loadTask, evalBatches, trainBatches, collateOptions, taskNames, type TaskData } from './datasets.ts';
 import { aggregate, averageProbs, seedRow, type SeedRow, type Split } from './aggregate.ts';
 import type { McBatch } from '../data/batch.ts';
@@ -191,6 +191,9 @@ export async function runMainJob(o: RunOptions): Promise<RunReport> {
     ...shiftSets.map((t) => ({ split: 'shift' as const, task: t, batches: evalBatches(t, tok, EB, o.maxLength) })),
   ];
   const valEval: EvalSet = { split: 'validation', task: valSet, batches: evalBatches(valSet, tok, EB, o.maxLength) };
+  // The training batches every Laplace fit runs over (fixed order and seed): collated once per run.
+  let curvature: McBatch[] | undefined;
+  const curvatureBatches = () => (curvature ??= trainBatches(trainSet, tok, 16, o.maxLength, 99));
   o.log(
     `data: train ${trainSet.encoded.length} (${o.train}), validation ${valSet.encoded.length}, test ${testSet.encoded.length}` +
       shiftSets.map((s) => `, shift ${s.name} ${s.encoded.length}`).join('') +
@@ -234,7 +237,6 @@ export async function runMainJob(o: RunOptions): Promise<RunReport> {
     try {
       model.addLora({ ...o.lora, seed: 1000 + seed });
       const ckptHistory: Map<string, Float64Array[]> = new Map(cur ? prog!.state.ckptHistory : []);
-      const curvatureBatches = () => trainBatches(trainSet, tok, 16, o.maxLength, 99);
       const evaluate = async (m: Model, at: { step: number }) => {
         if (!full && at.step < totalSteps) return;
         const isFinal = at.step >= totalSteps;
@@ -325,9 +327,9 @@ export async function runMainJob(o: RunOptions): Promise<RunReport> {
               // row), on a grid of 0.01x..10^4x the marglik prior in quarter decades, over
               // the whole validation split: one predictive pass serves every grid point.
               const tv = now();
+              const d0 = la.posterior.prior()[0]; // the marglik prior the grid scales
               const tuned = await la.tunePrior(valEval.batches, { objective: 'nll', method: 'mc', samples: 1000, seed, onBatch: tick });
               for (const w of tuned.warnings) o.log(`LA-val (seed ${seed}, step ${at.step}): ${w}`);
-              const d0 = tuned.priorPrecision[0] / tuned.scale; // the marglik prior it scaled
               priors.push({
                 seed, step: at.step, method: 'LA-val', delta: [tuned.priorPrecision[0]],
                 grid: tuned.grid.map((g) => ({ delta: d0 * g.scale, nll: g.nll, ece: g.ece, acc: g.acc })),
